@@ -1,0 +1,101 @@
+// Git plumbing on the research repo. Candidates are built with a private index and commit-tree, so the
+// user's working tree, index and checked-out branch are never touched.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import type { TreeEntry } from './harness';
+
+// Candidate commits carry this identity, whoever runs the worker: their provenance is plain in `git log`.
+const IDENTITY = {
+  GIT_AUTHOR_NAME: 'autoresearch',
+  GIT_AUTHOR_EMAIL: 'autoresearch@localhost',
+  GIT_COMMITTER_NAME: 'autoresearch',
+  GIT_COMMITTER_EMAIL: 'autoresearch@localhost',
+};
+const ZERO_SHA = '0000000000000000000000000000000000000000';
+
+export function git(repo: string, env: Record<string, string> = {}): SimpleGit {
+  return simpleGit(repo).env({ ...process.env, ...IDENTITY, ...env } as Record<string, string>);
+}
+
+/** Resolves a ref to a commit id, or null when it does not exist. */
+export async function resolve(repo: string, ref: string): Promise<string | null> {
+  try {
+    return (await git(repo).raw(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`])).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+export async function treeEntries(repo: string, commit: string): Promise<TreeEntry[]> {
+  const out = await git(repo).raw(['ls-tree', '-r', '-z', commit]);
+  return out
+    .split('\0')
+    .filter(Boolean)
+    .map((line) => {
+      const [meta, path] = line.split('\t');
+      return { path, blob: meta.split(' ')[2] };
+    });
+}
+
+export async function readFileAt(repo: string, commit: string, path: string): Promise<string> {
+  return git(repo).show([`${commit}:${path}`]);
+}
+
+/** Tracked files with uncommitted changes (untracked files such as results.tsv do not count). */
+export async function dirtyFiles(repo: string): Promise<string[]> {
+  const status = await git(repo).status(['--untracked-files=no']);
+  return status.files.map((f) => f.path);
+}
+
+/** Creates a commit with `files` replaced on top of `parent`, without touching any working tree. */
+export async function commitFiles(repo: string, parent: string, files: Record<string, string>, message: string): Promise<string> {
+  const scratch = await mkdtemp(join(tmpdir(), 'autoresearch-index-'));
+  try {
+    const g = git(repo, { GIT_INDEX_FILE: join(scratch, 'index') });
+    await g.raw(['read-tree', parent]);
+    for (const [path, content] of Object.entries(files)) {
+      const file = join(scratch, 'blob');
+      await writeFile(file, content);
+      const blob = (await g.raw(['hash-object', '-w', '--no-filters', file])).trim();
+      const mode = (await g.raw(['ls-tree', parent, '--', path])).split(' ')[0] || '100644';
+      await g.raw(['update-index', '--add', '--cacheinfo', `${mode},${blob},${path}`]);
+    }
+    const tree = (await g.raw(['write-tree'])).trim();
+    return (await g.raw(['commit-tree', tree, '-p', parent, '-m', message])).trim();
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Points `ref` at `to` only if it is at `from` now (ZERO_SHA: only if absent). Returns false when the
+ * ref holds something else, so callers can tell a retry of their own move from someone else's.
+ */
+export async function compareAndSwapRef(repo: string, ref: string, to: string, from: string | null): Promise<boolean> {
+  try {
+    await git(repo).raw(['update-ref', ref, to, from ?? ZERO_SHA]);
+    return true;
+  } catch {
+    return (await resolve(repo, ref)) === to;
+  }
+}
+
+/** Blob ids of `path` in each commit, in one git process however many commits there are. */
+export function blobIdsAt(repo: string, commits: string[], path: string): Promise<string[]> {
+  const input = commits.map((c) => `${c}:${path}\n`).join('');
+  return new Promise((done, fail) => {
+    const child = execFile('git', ['cat-file', '--batch-check=%(objectname) %(objecttype)'], { cwd: repo, maxBuffer: 64 << 20 }, (err, stdout) => {
+      if (err) return fail(err);
+      done(stdout.split('\n').filter((l) => l.endsWith(' blob')).map((l) => l.split(' ')[0]));
+    });
+    child.stdin!.end(input);
+  });
+}
+
+export async function refsUnder(repo: string, prefix: string): Promise<string[]> {
+  const out = await git(repo).raw(['for-each-ref', '--format=%(objectname)', prefix]);
+  return out.split('\n').filter(Boolean);
+}

@@ -1,0 +1,87 @@
+// The offline proposer: changes one top-level `UPPER_CASE = number` hyperparameter of the best
+// commit's editable file per experiment. Deterministic from (seed, experiment number, what was tried),
+// never repeats a configuration already committed, and keeps every value in a sensible range.
+import { gitBlobId } from './harness';
+
+export interface Hyperparameter {
+  name: string;
+  literal: string;
+  value: number;
+  isInt: boolean;
+  start: number; // offset of the literal in the source
+}
+
+export interface SweepChange {
+  description: string;
+  content: string;
+}
+
+const ASSIGNMENT = /^([A-Z][A-Z0-9_]*)[ \t]*=[ \t]*([0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?)[ \t]*(?=#|$)/gm;
+const FACTORS = [2, 4, 8]; // tried in order: small steps first, bigger ones once those are used up
+
+export function findHyperparameters(source: string): Hyperparameter[] {
+  const found: Hyperparameter[] = [];
+  for (const m of source.matchAll(ASSIGNMENT)) {
+    const literal = m[2];
+    const isInt = /^[0-9_]+$/.test(literal);
+    const value = Number(literal.replace(/_/g, ''));
+    if (!Number.isFinite(value) || value <= 0) continue; // zero and negatives have no scale to step along
+    found.push({ name: m[1], literal, value, isInt, start: m.index! + m[0].indexOf(literal, m[1].length) });
+  }
+  return found;
+}
+
+/** The values one step up and down: ints stay ≥ 1, fractions in (0,1) halve their distance to 0 or 1. */
+export function steps(p: Hyperparameter, factor: number): number[] {
+  let values: number[];
+  if (p.isInt) values = [p.value * factor, Math.max(1, Math.round(p.value / factor))];
+  else if (p.value < 1) values = [p.value / factor, 1 - (1 - p.value) / factor];
+  else values = [p.value * factor, p.value / factor];
+  return [...new Set(values)].filter((v) => v !== p.value);
+}
+
+export function formatValue(value: number, isInt: boolean): string {
+  if (isInt) return String(value);
+  const text = String(Number(value.toPrecision(6)));
+  return /[.e]/.test(text) ? text : text + '.0';
+}
+
+/** A small seeded PRNG (mulberry32): the same run replays the same choices. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffled<T>(items: T[], next: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/**
+ * One untried single-parameter change of `source`, or null when every change in reach was tried.
+ * `tried` holds git blob ids of this file in every candidate so far.
+ */
+export function proposeSweep(source: string, seed: number, n: number, tried: Set<string>): SweepChange | null {
+  const params = findHyperparameters(source);
+  const next = random(seed * 1_000_003 + n);
+  for (const factor of FACTORS) {
+    const options = params.flatMap((p) => steps(p, factor).map((value) => ({ p, value })));
+    for (const { p, value } of shuffled(options, next)) {
+      const literal = formatValue(value, p.isInt);
+      const content = source.slice(0, p.start) + literal + source.slice(p.start + p.literal.length);
+      if (tried.has(gitBlobId(Buffer.from(content)))) continue;
+      return { description: `${p.name} ${p.literal} -> ${literal}`, content };
+    }
+  }
+  return null;
+}

@@ -1,0 +1,71 @@
+// Runs a shell command as its own process group with a hard timeout, streaming its output to a
+// progress callback and keeping only a bounded tail, so gigabytes of output cost no memory.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const GUARD = join(__dirname, 'guard.sh');
+const TAIL_CHARS = 64 * 1024; // kept in memory; the summary block is read from here
+const LINE_CHARS = 4096; // longer progress "lines" are cut: they are not progress lines
+
+export interface RunOptions {
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+  signal?: AbortSignal; // aborting kills the process group
+  onLine?: (line: string) => void;
+}
+
+export interface RunOutcome {
+  exitCode: number | null;
+  timedOut: boolean;
+  aborted: boolean;
+  seconds: number;
+  tail: string;
+}
+
+export function runCommand(command: string, opts: RunOptions): Promise<RunOutcome> {
+  const started = Date.now();
+  // detached: the guard leads a new process group, so one kill reaches everything the command started.
+  const child = spawn('bash', [GUARD, command], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  let tail = '';
+  let partial = '';
+  let timedOut = false;
+  let aborted = false;
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  const onData = (chunk: Buffer) => {
+    const text = chunk.toString('utf8');
+    tail = (tail + text).slice(-TAIL_CHARS);
+    const pieces = (partial + text).split(/\r\n|\r|\n/);
+    partial = pieces.pop()!.slice(-LINE_CHARS);
+    for (const line of pieces) opts.onLine?.(line.slice(0, LINE_CHARS));
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup();
+  }, opts.timeoutMs);
+  const onAbort = () => {
+    aborted = true;
+    killGroup();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+  return new Promise((done, fail) => {
+    child.on('error', fail);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      killGroup(); // leftovers the command left behind in its group
+      child.stdin.destroy();
+      if (partial) opts.onLine?.(partial);
+      done({ exitCode: code, timedOut, aborted, seconds: (Date.now() - started) / 1000, tail });
+    });
+  });
+}

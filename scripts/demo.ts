@@ -1,0 +1,82 @@
+// `npm start`: a whole study in one command — provision, a server if none answers, both workers,
+// a fresh tiny repo, five 20-second experiments printed as they finish, then the table.
+import type { Worker } from '@temporalio/worker';
+import { join, resolve } from 'node:path';
+import { createControlWorker } from '../activities/worker';
+import { readRecords, TSV_HEADER, tsvRow } from '../activities/results';
+import { createGpuWorkers } from '../gpu-worker/worker';
+import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
+import { alignTsv, resultsTable } from './status';
+import { connectClient, connectWorker, temporalTarget } from './connect';
+import { initRepo } from './init';
+import { provision } from './provision';
+import { serverAnswers, startDevServer, type DevServer } from './server';
+import { startRun, uiLink } from './runs';
+
+const DEMO_DIR = resolve('.autoresearch'); // everything the demo makes, under the current directory
+const EXPERIMENTS = 5;
+const BUDGET_SECONDS = 20;
+const TIMEOUT_MS = 2 * 60_000;
+
+export async function demo(log: (line: string) => void = console.log): Promise<void> {
+  const started = Date.now();
+  const { pythonBin } = await provision(log);
+  const target = temporalTarget();
+  let server: DevServer | null = null;
+  let uiBase: string;
+  if (await serverAnswers(target.address)) {
+    log(`using the Temporal server at ${target.address}`);
+    uiBase = `http://${target.address.split(':')[0]}:${Number(target.address.split(':')[1] ?? 7233) + 1000}`;
+  } else {
+    const port = Number(target.address.split(':')[1] ?? 7233);
+    server = await startDevServer({ db: join(DEMO_DIR, 'temporal.db'), port, uiPort: port + 1000, log });
+    uiBase = server.uiUrl;
+    log(`started a Temporal dev server at ${server.address} (history in ${join(DEMO_DIR, 'temporal.db')})`);
+  }
+  const workers: Worker[] = [];
+  try {
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+    const tag = `demo-${stamp}`;
+    const repo = await initRepo('tiny', join(DEMO_DIR, 'repos', tag), log);
+    const connection = await connectWorker(target);
+    workers.push(await createControlWorker(connection, target.namespace));
+    workers.push(...(await createGpuWorkers(connection, target.namespace, { checkout: repo, slots: 1, pathPrefix: pythonBin })));
+    const client = await connectClient(target);
+    const config: RunConfig = {
+      tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python train.py', timeoutMs: TIMEOUT_MS,
+      budgetSeconds: BUDGET_SECONDS, parallel: 1, maxExperiments: EXPERIMENTS, seed: 0, minImprovement: 0,
+    };
+    await startRun(async () => client, config);
+    log(`started ${workflowIdFor(tag)}: ${EXPERIMENTS} experiments of ${BUDGET_SECONDS}s with the sweep proposer`);
+    log(`watch it live: ${uiLink(uiBase, target.namespace, tag)}\n`);
+    log(TSV_HEADER);
+    const finished = client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>;
+    const printing = printRowsAsTheyFinish(repo, finished, log);
+    const view = await Promise.all(workers.map((w) => w.runUntil(Promise.all([finished, printing])))).then(() => finished);
+    log(`\n${alignTsv(await resultsTable(client, tag, repo).then((t) => t, () => ''))}`);
+    log(`\nbest val_bpb: ${view.best?.valBpb.toFixed(6)} (${view.best?.commit.slice(0, 7)}), ${view.experimentsKept} of ${view.experimentsDone} kept`);
+    log(`results:      ${join(repo, 'results.tsv')}`);
+    log(`branch:       git -C ${repo} log --oneline autoresearch/${tag}`);
+    log(`web ui:       ${uiLink(uiBase, target.namespace, tag)}`);
+    log(`demo took ${Math.round((Date.now() - started) / 1000)}s`);
+    await connection.close();
+  } finally {
+    if (server) {
+      await server.stop();
+      log(`stopped the dev server; browse this history later with \`npx autoresearch server\` and ${uiBase}`);
+    }
+  }
+}
+
+async function printRowsAsTheyFinish(repo: string, finished: Promise<unknown>, log: (line: string) => void): Promise<void> {
+  let printed = 0;
+  let done = false;
+  finished.finally(() => (done = true)).catch(() => undefined);
+  for (;;) {
+    const records = await readRecords(repo);
+    for (const record of records.slice(printed)) log(tsvRow(record));
+    printed = records.length;
+    if (done) return;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}

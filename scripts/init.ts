@@ -1,0 +1,50 @@
+// `autoresearch init --target NAME PATH`: a ready-to-run research repo from a shipped target.
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { git } from '../activities/git';
+import { PROGRAM_FILE, RESULTS_JSONL, RESULTS_TSV } from '../workflows/types';
+import { UserError } from './errors';
+import { pythonEnv } from './provision';
+
+const TARGETS_DIR = join(__dirname, '..', 'gpu-worker', 'targets');
+const DEFAULT_PROGRAM = join(__dirname, '..', PROGRAM_FILE);
+
+export async function targets(): Promise<string[]> {
+  return (await readdir(TARGETS_DIR, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
+}
+
+export async function initRepo(target: string, path: string, log: (line: string) => void = console.log): Promise<string> {
+  const available = await targets();
+  if (!available.includes(target)) throw new UserError(`unknown target "${target}" (available: ${available.join(', ')})`);
+  const repo = resolve(path);
+  if (existsSync(repo) && (await readdir(repo)).length > 0) throw new UserError(`${repo} already exists and is not empty`);
+  await mkdir(repo, { recursive: true });
+  const source = join(TARGETS_DIR, target);
+  for (const entry of await readdir(source, { withFileTypes: true })) {
+    if (entry.isFile()) await copyFile(join(source, entry.name), join(repo, entry.name));
+  }
+  await copyFile(DEFAULT_PROGRAM, join(repo, PROGRAM_FILE));
+  await writeFile(join(repo, '.gitignore'), `${RESULTS_TSV}\n${RESULTS_JSONL}\n__pycache__/\n`);
+  const g = git(repo);
+  await g.raw(['init', '--quiet', '--initial-branch=main']);
+  await g.raw(['add', '--all']);
+  await g.raw(['commit', '--quiet', '-m', `${target} target from autoresearch`]);
+  log(`initialized ${repo} from the ${target} target; preparing its data`);
+  await prepare(repo, await pythonEnv(log), log);
+  return repo;
+}
+
+/** Runs the target's prepare step once, so the first experiment does not pay for it. */
+function prepare(repo: string, pythonBin: string, log: (line: string) => void): Promise<void> {
+  if (!existsSync(join(repo, 'prepare.py'))) return Promise.resolve();
+  return new Promise((done, fail) => {
+    const child = spawn('python', ['prepare.py'], { cwd: repo, env: { ...process.env, PATH: `${pythonBin}:${process.env.PATH}` } });
+    child.stdout.on('data', (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => log(`  ${l}`)));
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', fail);
+    child.on('close', (code) => (code === 0 ? done() : fail(new UserError(`prepare.py failed in ${repo}: ${stderr.trim().split('\n').pop()}`))));
+  });
+}

@@ -1,0 +1,113 @@
+// Provisioning, idempotent and visible: the Temporal CLI (dev server + Web UI) and the Python
+// environment of the shipped targets, both cached outside the clone so later runs skip the work.
+import { spawn, spawnSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { UserError } from './errors';
+
+export const CACHE_DIR = process.env.AUTORESEARCH_CACHE ?? join(homedir(), '.cache', 'autoresearch');
+const TEMPORAL_CLI_VERSION = '1.5.1'; // the newest release whose go.mod lets `go install` build it
+const TEMPORAL_CLI_MODULE = `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`;
+const RELEASE_URL = `https://temporal.download/cli/archive/v${TEMPORAL_CLI_VERSION}`;
+const DOWNLOAD_TIMEOUT_MS = 20_000;
+const PYTHON_PACKAGES = ['numpy']; // what the tiny target imports
+const PYTHON_ENV = join(CACHE_DIR, 'python');
+
+type Log = (line: string) => void;
+const cachedCli = join(CACHE_DIR, 'bin', 'temporal');
+
+function onPath(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return null;
+}
+
+/** Runs a command, passing its output through as progress; rejects on a non-zero exit. */
+function run(cmd: string, args: string[], log: Log, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => log(`  ${l}`));
+    child.stdout.on('data', relay);
+    child.stderr.on('data', relay);
+    child.on('error', fail);
+    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
+async function downloadRelease(log: Log): Promise<boolean> {
+  const platform = process.platform === 'darwin' ? 'darwin' : 'linux';
+  const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
+  try {
+    const response = await fetch(`${RELEASE_URL}?platform=${platform}&arch=${arch}`, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
+    if (!response.ok) return false;
+    log(`downloading the Temporal CLI v${TEMPORAL_CLI_VERSION} release archive`);
+    const dir = await mkdtemp(join(tmpdir(), 'temporal-cli-'));
+    await writeFile(join(dir, 'cli.tar.gz'), Buffer.from(await response.arrayBuffer()));
+    await run('tar', ['-xzf', join(dir, 'cli.tar.gz'), '-C', dir], log);
+    await mkdir(join(CACHE_DIR, 'bin'), { recursive: true });
+    await rename(join(dir, 'temporal'), cachedCli);
+    await chmod(cachedCli, 0o755);
+    await rm(dir, { recursive: true, force: true });
+    return true;
+  } catch {
+    return false; // offline: fall through to building it
+  }
+}
+
+async function goInstall(log: Log): Promise<void> {
+  const go = onPath('go');
+  if (!go) {
+    throw new UserError(`no Temporal CLI found: install it (https://docs.temporal.io/cli) and put \`temporal\` on PATH, set TEMPORAL_CLI, or install Go so it can be built`);
+  }
+  log(`building the Temporal CLI with \`go install ${TEMPORAL_CLI_MODULE}\` (first time only: a few minutes)`);
+  const gobin = await mkdtemp(join(tmpdir(), 'temporal-gobin-'));
+  const started = Date.now();
+  const ticker = setInterval(() => log(`  still building the Temporal CLI… ${Math.round((Date.now() - started) / 1000)}s`), 30_000);
+  try {
+    await run(go, ['install', TEMPORAL_CLI_MODULE], log, { ...process.env, GOBIN: gobin });
+  } finally {
+    clearInterval(ticker);
+  }
+  await mkdir(join(CACHE_DIR, 'bin'), { recursive: true });
+  await rename(join(gobin, 'temporal'), cachedCli); // atomic: a half-built binary is never cached
+  await rm(gobin, { recursive: true, force: true });
+  log(`built the Temporal CLI in ${Math.round((Date.now() - started) / 1000)}s: ${cachedCli}`);
+}
+
+/** The Temporal CLI: TEMPORAL_CLI, then PATH, then the cache, then the release archive, then go install. */
+export async function temporalCli(log: Log = console.log): Promise<string> {
+  if (process.env.TEMPORAL_CLI) {
+    if (!existsSync(process.env.TEMPORAL_CLI)) throw new UserError(`TEMPORAL_CLI points to ${process.env.TEMPORAL_CLI}, which does not exist`);
+    return process.env.TEMPORAL_CLI;
+  }
+  const found = onPath('temporal') ?? (existsSync(cachedCli) ? cachedCli : null);
+  if (found) return found;
+  if (!(await downloadRelease(log))) await goInstall(log);
+  return cachedCli;
+}
+
+/** A virtual environment with the shipped targets' packages; returns its bin directory. */
+export async function pythonEnv(log: Log = console.log): Promise<string> {
+  const bin = join(PYTHON_ENV, 'bin');
+  const python = join(bin, 'python');
+  const ready = () => existsSync(python) && spawnSync(python, ['-c', `import ${PYTHON_PACKAGES.join(', ')}`]).status === 0;
+  if (ready()) return bin;
+  log(`creating the Python environment of the shipped targets at ${PYTHON_ENV} (${PYTHON_PACKAGES.join(', ')})`);
+  // System site packages stay visible: a GPU host's own PyTorch is used as it is.
+  await run('python3', ['-m', 'venv', '--system-site-packages', PYTHON_ENV], log);
+  await run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--progress-bar', 'off', ...PYTHON_PACKAGES], log);
+  if (!ready()) throw new UserError(`could not install ${PYTHON_PACKAGES.join(', ')} into ${PYTHON_ENV}`);
+  return bin;
+}
+
+/** `autoresearch provision`: everything the demo and the tests need, said as it happens. */
+export async function provision(log: Log = console.log): Promise<{ cli: string; pythonBin: string }> {
+  const cli = await temporalCli(log);
+  log(`temporal cli: ${cli}`);
+  const pythonBin = await pythonEnv(log);
+  log(`python env:   ${pythonBin}`);
+  return { cli, pythonBin };
+}

@@ -1,0 +1,167 @@
+// The verbs that start and steer a run: start, pause, resume, stop.
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { branchOf, checkRepo } from '../activities/repo';
+import { pauseSignal, researchWorkflow, resumeSignal, stopSignal } from '../workflows';
+import { RESEARCH_TAG } from '../workflows/search-attributes';
+import {
+  CONFIG_FILE,
+  CONTROL_QUEUE,
+  DEFAULT_TIMEOUT_MS,
+  STARTUP_ALLOWANCE_MS,
+  workflowIdFor,
+  type ProposerKind,
+  type RunConfig,
+} from '../workflows/types';
+import { formatDuration, parseCount, parseDuration, parseNumber, parseTag, parseUntil, required, type Flags } from './args';
+import { UserError } from './errors';
+
+export const START_OPTIONS = {
+  repo: { type: 'string' },
+  tag: { type: 'string' },
+  proposer: { type: 'string' },
+  'max-experiments': { type: 'string' },
+  until: { type: 'string' },
+  timeout: { type: 'string' },
+  budget: { type: 'string' },
+  parallel: { type: 'string' },
+  command: { type: 'string' },
+  editable: { type: 'string' },
+  seed: { type: 'string' },
+  'min-improvement': { type: 'string' },
+  model: { type: 'string' },
+} as const;
+
+/** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
+interface RepoConfig {
+  command?: string;
+  editable?: string[];
+  timeout?: string;
+  budget?: number;
+}
+
+async function readRepoConfig(repo: string): Promise<RepoConfig> {
+  let text: string;
+  try {
+    text = await readFile(join(repo, CONFIG_FILE), 'utf8');
+  } catch {
+    return {};
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new UserError(`${CONFIG_FILE} in ${repo} is not valid JSON (${(err as Error).message})`);
+  }
+  const config = parsed as RepoConfig;
+  const ok =
+    typeof parsed === 'object' && parsed !== null &&
+    (config.command === undefined || typeof config.command === 'string') &&
+    (config.editable === undefined || (Array.isArray(config.editable) && config.editable.every((p) => typeof p === 'string'))) &&
+    (config.timeout === undefined || typeof config.timeout === 'string') &&
+    (config.budget === undefined || typeof config.budget === 'number');
+  if (!ok) throw new UserError(`${CONFIG_FILE} in ${repo}: expected {"command": string, "editable": [string], "timeout": "5m", "budget": seconds}`);
+  return config;
+}
+
+function chooseProposer(flag: string | undefined, env = process.env): { proposer: ProposerKind; why: string } {
+  if (flag !== undefined && flag !== 'sweep' && flag !== 'llm') throw new UserError(`--proposer: "${flag}" is not one of llm, sweep`);
+  const llmConfigured = Boolean(env.OPENAI_API_KEY || env.OPENAI_BASE_URL);
+  if (flag === 'llm') throw new UserError('--proposer llm is not available in this version yet; use --proposer sweep');
+  if (flag === 'sweep') return { proposer: 'sweep', why: '--proposer sweep' };
+  if (llmConfigured) return { proposer: 'sweep', why: 'OPENAI_API_KEY/OPENAI_BASE_URL is set, but the llm proposer is not available in this version yet' };
+  return { proposer: 'sweep', why: 'no OPENAI_API_KEY or OPENAI_BASE_URL is set' };
+}
+
+/** Flags > environment > the repo's autoresearch.json > defaults, each validated here. */
+export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ config: RunConfig; why: string }> {
+  const repo = resolve(required(flags, 'repo', 'start'));
+  const tag = parseTag(flags.tag as string | undefined);
+  const file = await readRepoConfig(repo);
+  const str = (name: string) => flags[name] as string | undefined;
+  const editable = str('editable')?.split(',').map((p) => p.trim()).filter(Boolean) ?? file.editable ?? ['train.py'];
+  if (editable.length === 0) throw new UserError('--editable: name at least one file');
+  for (const path of editable) {
+    if (path.startsWith('/') || path.split('/').includes('..')) throw new UserError(`--editable: ${path} must be a path inside the repo`);
+  }
+  const timeoutText = str('timeout') ?? env.AUTORESEARCH_TIMEOUT ?? file.timeout;
+  const timeoutMs = timeoutText === undefined ? DEFAULT_TIMEOUT_MS : parseDuration('--timeout', timeoutText);
+  const budgetText = str('budget') ?? env.AUTORESEARCH_BUDGET ?? (file.budget === undefined ? undefined : String(file.budget));
+  const defaultBudget = Math.max(timeoutMs - STARTUP_ALLOWANCE_MS, timeoutMs / 2) / 1000;
+  const budgetSeconds = budgetText === undefined ? Math.round(defaultBudget) : parseNumber('--budget', budgetText, 1);
+  if (budgetSeconds * 1000 >= timeoutMs) {
+    throw new UserError(`--budget ${budgetSeconds}s leaves no time for start-up and evaluation within --timeout ${formatDuration(timeoutMs)}`);
+  }
+  const { proposer, why } = chooseProposer(str('proposer'), env);
+  const config: RunConfig = {
+    tag,
+    repo,
+    proposer,
+    editable,
+    command: str('command') ?? file.command ?? 'python train.py',
+    timeoutMs,
+    budgetSeconds,
+    parallel: str('parallel') === undefined ? 1 : parseCount('--parallel', str('parallel')!),
+    maxExperiments: str('max-experiments') === undefined ? undefined : parseCount('--max-experiments', str('max-experiments')!),
+    untilMs: str('until') === undefined ? undefined : parseUntil(str('until')!),
+    seed: str('seed') === undefined ? 0 : parseCount('--seed', str('seed')!, 0),
+    minImprovement: str('min-improvement') === undefined ? 0 : parseNumber('--min-improvement', str('min-improvement')!),
+    model: str('model') ?? env.AUTORESEARCH_MODEL,
+  };
+  return { config, why };
+}
+
+export function uiLink(uiBase: string, namespace: string, tag: string): string {
+  return `${uiBase}/namespaces/${namespace}/workflows/${workflowIdFor(tag)}`;
+}
+
+/** Checks the repo before reaching the server, so a repo mistake is reported as such. */
+export async function startRun(connect: () => Promise<Client>, config: RunConfig): Promise<string> {
+  await checkRepo(config.repo, config.editable);
+  if (await branchOf(config.repo, config.tag)) {
+    throw new UserError(`tag ${config.tag} was used before (branch autoresearch/${config.tag} exists in ${config.repo}); choose a new tag`);
+  }
+  const workflowId = workflowIdFor(config.tag);
+  const client = await connect();
+  try {
+    await client.workflow.start(researchWorkflow, {
+      workflowId,
+      taskQueue: CONTROL_QUEUE,
+      args: [config],
+      typedSearchAttributes: [{ key: RESEARCH_TAG, value: config.tag }],
+      memo: { repo: config.repo, proposer: config.proposer, bestCommit: null },
+      staticSummary: `autoresearch ${config.tag}: ${config.proposer} proposer, ${config.budgetSeconds}s budget`,
+      staticDetails: `repo: ${config.repo}\n\ncommand: \`${config.command}\`\n\neditable: ${config.editable.join(', ')}`,
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new UserError(`tag ${config.tag} is already running (${workflowId})`);
+    throw err;
+  }
+  return workflowId;
+}
+
+/** The handle of a run that is still going, or a one-line error. */
+async function runningHandle(client: Client, tag: string) {
+  const handle = client.workflow.getHandle(workflowIdFor(parseTag(tag)));
+  try {
+    const { status } = await handle.describe();
+    if (status.name !== 'RUNNING') throw new UserError(`run ${tag} is not running (it is ${status.name.toLowerCase()})`);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new UserError(`no run with tag ${tag}`);
+    throw err;
+  }
+  return handle;
+}
+
+export async function pauseRun(client: Client, tag: string): Promise<void> {
+  await (await runningHandle(client, tag)).signal(pauseSignal);
+}
+
+export async function resumeRun(client: Client, tag: string): Promise<void> {
+  await (await runningHandle(client, tag)).signal(resumeSignal);
+}
+
+export async function stopRun(client: Client, tag: string, cancelInFlight: boolean): Promise<void> {
+  await (await runningHandle(client, tag)).signal(stopSignal, { cancelInFlight, reason: cancelInFlight ? 'stopped by request (in-flight cancelled)' : 'stopped by request' });
+}

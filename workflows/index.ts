@@ -1,0 +1,3 @@
+// The workflow bundle's entry: everything the control worker registers.
+export { researchWorkflow, pauseSignal, resumeSignal, stopSignal, statusQuery } from './research';
+export type { Carried } from './research';
