@@ -1,7 +1,7 @@
 // The control worker's activities: everything the research loop does to the research repo.
 // Each is safe to run twice: Temporal retries an activity whose worker died mid-way.
 import { ApplicationFailure } from '@temporalio/common';
-import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX, type ExperimentRecord, type Proposal, type RunConfig, type RunSetup } from '../workflows/types';
+import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX, experimentId, type ExperimentRecord, type Proposal, type RunConfig, type RunSetup } from '../workflows/types';
 import { blobIdsAt, commitFiles, compareAndSwapRef, readFileAt, refsUnder, resolve, treeEntries } from './git';
 import { harnessDigest } from './harness';
 import { RepoError, branchOf, checkRepo } from './repo';
@@ -50,6 +50,8 @@ export async function prepareRun(config: RunConfig): Promise<RunSetup> {
       await compareAndSwapRef(config.repo, branchRef(config.tag), head, null);
       base = (await branchOf(config.repo, config.tag))!;
     }
+    // The baseline is experiment 0: its ref makes it one of the configurations the sweep never repeats.
+    await compareAndSwapRef(config.repo, candidateRef(config.tag, experimentId(config.tag, 0)), base, null);
     return { baseCommit: base, harnessDigest: harnessDigest(await treeEntries(config.repo, base), config.editable) };
   });
 }
@@ -66,7 +68,7 @@ export async function propose({ config, n, parent }: ProposeInput): Promise<Prop
   const path = config.editable.find((p) => findHyperparameters(files[p]).length > 0);
   if (!path) return { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0 };
   const candidates = await refsUnder(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/`);
-  const tried = new Set(await blobIdsAt(config.repo, [parent, ...candidates], path));
+  const tried = new Set(await blobIdsAt(config.repo, candidates, path));
   const change = proposeSweep(files[path], config.seed, n, tried);
   if (!change) return { ok: false, reason: 'sweep exhausted: every single-parameter step from the best was tried', tokens: 0 };
   return { ok: true, description: change.description, files: { ...files, [path]: change.content }, tokens: 0 };

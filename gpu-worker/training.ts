@@ -89,7 +89,9 @@ export function createTrainingActivities(slot: Slot) {
         signal: ctx.cancellationSignal,
         onLine: (line) => {
           const parsed = parseProgress(line);
-          if (parsed) progress = { ...parsed, elapsed: progress.elapsed };
+          if (!parsed) return;
+          progress = { ...parsed, elapsed: progress.elapsed };
+          beat(); // the SDK throttles heartbeats; fresh progress should not wait for the ticker
         },
       }).finally(() => clearInterval(ticker));
       if (outcome.aborted) await ctx.cancelled; // rethrows the cancellation: the process group is dead

@@ -31,6 +31,7 @@ export async function createGpuWorkers(connection: NativeConnection, namespace: 
         identity: slot.name,
         activities: createTrainingActivities(slot),
         maxConcurrentActivityTaskExecutions: 1, // one training per slot: a GPU is never shared
+        maxHeartbeatThrottleInterval: '2 seconds', // progress in the UI and `status` stays fresh
       }),
     ),
   );

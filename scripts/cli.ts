@@ -14,7 +14,7 @@ import { initRepo } from './init';
 import { provision, pythonEnv } from './provision';
 import { pauseRun, resumeRun, runConfigFrom, START_OPTIONS, startRun, stopRun, uiLink } from './runs';
 import { registerSearchAttributes, startDevServer } from './server';
-import { fetchStatus, formatStatus, resultsTable, watchStatus } from './status';
+import { fetchStatus, formatStatus, resultsTable, statusJson, watchStatus } from './status';
 
 const USAGE = `usage: npx autoresearch <verb>
   demo                                   a short study on the tiny target, end to end (npm start)
@@ -111,7 +111,7 @@ const verbs: Record<string, Verb> = {
     const client = await connectClient();
     if (flags.watch) return watchStatus(client, tag);
     const view = await fetchStatus(client, tag);
-    console.log(flags.json ? JSON.stringify(view) : formatStatus(view));
+    console.log(flags.json ? statusJson(view) : formatStatus(view));
   },
 
   async pause(argv) {

@@ -1,6 +1,6 @@
 // `npm start`: a whole study in one command — provision, a server if none answers, both workers,
 // a fresh tiny repo, five 20-second experiments printed as they finish, then the table.
-import type { Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { join, resolve } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { readRecords, TSV_HEADER, tsvRow } from '../activities/results';
@@ -20,6 +20,7 @@ const TIMEOUT_MS = 2 * 60_000;
 
 export async function demo(log: (line: string) => void = console.log): Promise<void> {
   const started = Date.now();
+  Runtime.install({ logger: new DefaultLogger('WARN') }); // the demo prints rows, not worker chatter
   const { pythonBin } = await provision(log);
   const target = temporalTarget();
   let server: DevServer | null = null;

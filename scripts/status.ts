@@ -58,6 +58,12 @@ export async function fetchStatus(client: Client, tag: string): Promise<StatusVi
   return { ...view, inFlight: view.inFlight.map((lane) => ({ ...lane, heartbeat: heartbeats.get(lane.id) ?? null })) };
 }
 
+/** `status --json`: exactly the documented object, so scripts can rely on its shape. */
+export function statusJson(view: StatusView): string {
+  const { tag, workflowId, state, experimentsDone, experimentsKept, best, inFlight } = view;
+  return JSON.stringify({ tag, workflowId, state, experimentsDone, experimentsKept, best, inFlight });
+}
+
 function progressOf(heartbeat: Heartbeat | null): string {
   if (!heartbeat) return '';
   const parts = [];

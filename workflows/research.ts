@@ -43,12 +43,13 @@ const HEARTBEAT_TIMEOUT = '30 seconds'; // a silent GPU worker is presumed dead 
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '2 minutes',
+  startToCloseTimeout: '30 seconds', // git and file appends; a worker killed mid-way is retried this soon
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 const proposer = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
   startToCloseTimeout: '15 minutes', // an LLM may think for a while; the activity times each call itself
+  heartbeatTimeout: '1 minute', // …but a dead proposer is noticed within a minute
   retry: { initialInterval: '5 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
 });
 

@@ -1,0 +1,80 @@
+// Shared fixtures for the integration tests: a real dev server, real git repos, the real CLI.
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { temporalCli } from '../scripts/provision';
+
+export const ROOT = join(__dirname, '..');
+export const CLI = join(ROOT, 'scripts', 'autoresearch.js');
+
+let quiet = false;
+/** Worker chatter off: test output should be the test runner's. */
+export function quietWorkers(): void {
+  if (!quiet) Runtime.install({ logger: new DefaultLogger('WARN') });
+  quiet = true;
+}
+
+export async function devServer(): Promise<TestWorkflowEnvironment> {
+  quietWorkers();
+  return TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: await temporalCli() }, searchAttributes: ALL_SEARCH_ATTRIBUTES },
+  });
+}
+
+const GIT_ENV = { GIT_AUTHOR_NAME: 'test', GIT_AUTHOR_EMAIL: 'test@localhost', GIT_COMMITTER_NAME: 'test', GIT_COMMITTER_EMAIL: 'test@localhost' };
+
+export function gitIn(repo: string, ...args: string[]): string {
+  const out = spawnSync('git', args, { cwd: repo, env: { ...process.env, ...GIT_ENV }, encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`git ${args.join(' ')}: ${out.stderr}`);
+  return out.stdout.trim();
+}
+
+/** A committed research repo holding `files` (program.md added when absent). */
+export async function makeRepo(files: Record<string, string>): Promise<string> {
+  const repo = await mkdtemp(join(tmpdir(), 'autoresearch-repo-'));
+  const all = { 'program.md': '# research\nMake val_bpb lower.\n', '.gitignore': 'results.tsv\nresults.jsonl\n', ...files };
+  for (const [path, content] of Object.entries(all)) {
+    await mkdir(dirname(join(repo, path)), { recursive: true });
+    await writeFile(join(repo, path), content);
+  }
+  gitIn(repo, 'init', '--quiet', '--initial-branch=main');
+  gitIn(repo, 'add', '--all');
+  gitIn(repo, 'commit', '--quiet', '-m', 'research repo');
+  return repo;
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `autoresearch ...args` as a user would, in its own process. */
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => null);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
