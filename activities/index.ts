@@ -48,7 +48,8 @@ export async function prepareRun(config: RunConfig): Promise<RunSetup> {
     let base = await branchOf(config.repo, config.tag);
     if (base === null) {
       await compareAndSwapRef(config.repo, branchRef(config.tag), head, null);
-      base = (await branchOf(config.repo, config.tag))!;
+      base = await branchOf(config.repo, config.tag);
+      if (base === null) throw new RepoError(`could not create branch ${BRANCH_PREFIX}${config.tag} in ${config.repo}`);
     }
     // The baseline is experiment 0: its ref makes it one of the configurations the sweep never repeats.
     await compareAndSwapRef(config.repo, candidateRef(config.tag, experimentId(config.tag, 0)), base, null);

@@ -34,15 +34,22 @@ export function findHyperparameters(source: string): Hyperparameter[] {
 /** The values one step up and down: ints stay ≥ 1, fractions in (0,1) halve their distance to 0 or 1. */
 export function steps(p: Hyperparameter, factor: number): number[] {
   let values: number[];
-  if (p.isInt) values = [p.value * factor, Math.max(1, Math.round(p.value / factor))];
+  if (p.isInt) values = [p.value * factor, Math.max(1, Math.round(p.value / factor))].filter(Number.isSafeInteger);
   else if (p.value < 1) values = [p.value / factor, 1 - (1 - p.value) / factor];
   else values = [p.value * factor, p.value / factor];
   return [...new Set(values)].filter((v) => v !== p.value);
 }
 
+/** Short, Python-readable, and still the value meant: a fraction never rounds to 0 or 1. */
 export function formatValue(value: number, isInt: boolean): string {
   if (isInt) return String(value);
-  const text = String(Number(value.toPrecision(6)));
+  let text = String(value);
+  for (let digits = 6; digits < 17; digits++) {
+    const rounded = Number(value.toPrecision(digits));
+    if (value < 1 && (rounded <= 0 || rounded >= 1)) continue;
+    text = String(rounded);
+    break;
+  }
   return /[.e]/.test(text) ? text : text + '.0';
 }
 
@@ -78,6 +85,7 @@ export function proposeSweep(source: string, seed: number, n: number, tried: Set
     const options = params.flatMap((p) => steps(p, factor).map((value) => ({ p, value })));
     for (const { p, value } of shuffled(options, next)) {
       const literal = formatValue(value, p.isInt);
+      if (Number(literal) === p.value) continue;
       const content = source.slice(0, p.start) + literal + source.slice(p.start + p.literal.length);
       if (tried.has(gitBlobId(Buffer.from(content)))) continue;
       return { description: `${p.name} ${p.literal} -> ${literal}`, content };

@@ -2,6 +2,7 @@
 // progress callback and keeping only a bounded tail, so gigabytes of output cost no memory.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 
 const GUARD = join(__dirname, 'guard.sh');
 const TAIL_CHARS = 64 * 1024; // kept in memory; the summary block is read from here
@@ -28,7 +29,6 @@ export function runCommand(command: string, opts: RunOptions): Promise<RunOutcom
   // detached: the guard leads a new process group, so one kill reaches everything the command started.
   const child = spawn('bash', [GUARD, command], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
   let tail = '';
-  let partial = '';
   let timedOut = false;
   let aborted = false;
   const killGroup = () => {
@@ -38,15 +38,19 @@ export function runCommand(command: string, opts: RunOptions): Promise<RunOutcom
       // already gone
     }
   };
-  const onData = (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    tail = (tail + text).slice(-TAIL_CHARS);
-    const pieces = (partial + text).split(/\r\n|\r|\n/);
-    partial = pieces.pop()!.slice(-LINE_CHARS);
-    for (const line of pieces) opts.onLine?.(line.slice(0, LINE_CHARS));
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
+  // One decoder and one unfinished line per stream: a character or a line split across chunks, or
+  // interleaved with the other stream, still arrives whole.
+  const streams = [child.stdout, child.stderr].map((stream) => {
+    const state = { decoder: new StringDecoder('utf8'), partial: '' };
+    stream.on('data', (chunk: Buffer) => {
+      const text = state.decoder.write(chunk);
+      tail = (tail + text).slice(-TAIL_CHARS);
+      const pieces = (state.partial + text).split(/\r\n|\r|\n/);
+      state.partial = pieces.pop()!.slice(-LINE_CHARS);
+      for (const line of pieces) opts.onLine?.(line.slice(0, LINE_CHARS));
+    });
+    return state;
+  });
   const timer = setTimeout(() => {
     timedOut = true;
     killGroup();
@@ -64,7 +68,7 @@ export function runCommand(command: string, opts: RunOptions): Promise<RunOutcom
       opts.signal?.removeEventListener('abort', onAbort);
       killGroup(); // leftovers the command left behind in its group
       child.stdin.destroy();
-      if (partial) opts.onLine?.(partial);
+      for (const { partial } of streams) if (partial) opts.onLine?.(partial);
       done({ exitCode: code, timedOut, aborted, seconds: (Date.now() - started) / 1000, tail });
     });
   });

@@ -66,7 +66,7 @@ export function parseUntil(text: string, now = Date.now()): number {
 /** Tags become workflow ids, branch names and ref paths: keep them to safe characters. */
 export function parseTag(text: string | undefined): string {
   if (!text) throw new UserError('a tag is required (e.g. --tag nov27)');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(text) || text.includes('..') || text.endsWith('.lock')) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(text) || text.includes('..') || text.endsWith('.') || text.endsWith('.lock')) {
     throw new UserError(`tag "${text}" may use letters, digits, ".", "_" and "-" only (at most 64)`);
   }
   return text;
