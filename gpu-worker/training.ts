@@ -65,8 +65,25 @@ async function materialize(checkout: string, input: TrainingInput): Promise<{ di
   return { dir, paths };
 }
 
-export function createTrainingActivities(slot: Slot) {
+/**
+ * One training per slot at a time. The worker runs at most `slots.length` activities at once, so a
+ * free slot is always there to take; the pool only decides which GPU each training gets.
+ */
+export function createTrainingActivities(slots: Slot[]) {
+  const free = [...slots];
   async function train(input: TrainingInput): Promise<TrainingResult> {
+    const slot = free.shift();
+    if (!slot) throw new Error('no free training slot: the worker runs more trainings than it has slots');
+    try {
+      return await trainIn(slot, input);
+    } finally {
+      free.push(slot);
+    }
+  }
+  return { train };
+}
+
+async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult> {
     const ctx = Context.current();
     const editable = Object.keys(input.files);
     const { dir, paths } = await materialize(slot.checkout, input);
@@ -105,8 +122,6 @@ export function createTrainingActivities(slot: Slot) {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }
-  return { train };
 }
 
 export type TrainingActivities = ReturnType<typeof createTrainingActivities>;

@@ -1,5 +1,5 @@
-// Training slots on the `gpu` task queue: one Temporal worker per slot, each running at most one
-// training at a time, each pinned to its own GPU when it has one.
+// Training slots on the `gpu` task queue: each slot runs at most one training at a time, pinned to
+// its own GPU when it has one.
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { GPU_QUEUE } from '../workflows/types';
 import { createTrainingActivities, slotName, type Slot } from './training';
@@ -21,18 +21,15 @@ export function slotsFor(opts: GpuWorkerOptions): Slot[] {
   }));
 }
 
-export async function createGpuWorkers(connection: NativeConnection, namespace: string, opts: GpuWorkerOptions): Promise<Worker[]> {
-  return Promise.all(
-    slotsFor(opts).map((slot) =>
-      Worker.create({
-        connection,
-        namespace,
-        taskQueue: GPU_QUEUE,
-        identity: slot.name,
-        activities: createTrainingActivities(slot),
-        maxConcurrentActivityTaskExecutions: 1, // one training per slot: a GPU is never shared
-        maxHeartbeatThrottleInterval: '2 seconds', // progress in the UI and `status` stays fresh
-      }),
-    ),
-  );
+/** One Temporal worker for all the host's slots: the SDK allows one worker per task queue per process. */
+export async function createGpuWorker(connection: NativeConnection, namespace: string, opts: GpuWorkerOptions): Promise<Worker> {
+  const slots = slotsFor(opts);
+  return Worker.create({
+    connection,
+    namespace,
+    taskQueue: GPU_QUEUE,
+    activities: createTrainingActivities(slots),
+    maxConcurrentActivityTaskExecutions: slots.length, // one training per slot: a GPU is never shared
+    maxHeartbeatThrottleInterval: '2 seconds', // progress in the UI and `status` stays fresh
+  });
 }

@@ -4,7 +4,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import { resolve } from 'node:path';
 import { RepoError } from '../activities/repo';
 import { createControlWorker } from '../activities/worker';
-import { createGpuWorkers, slotsFor } from '../gpu-worker/worker';
+import { createGpuWorker, slotsFor } from '../gpu-worker/worker';
 import { CONTROL_QUEUE, GPU_QUEUE } from '../workflows/types';
 import { parseCount, parseFlags, required } from './args';
 import { connectClient, connectWorker, temporalTarget } from './connect';
@@ -84,7 +84,7 @@ const verbs: Record<string, Verb> = {
     const opts = { checkout, slots, gpus, pathPrefix };
     console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${GPU_QUEUE} at ${target.address}, checkout ${checkout}`);
     console.log(`training commands run with ${pathPrefix} first on PATH`);
-    await serveWorkers(connection, () => createGpuWorkers(connection, target.namespace, opts));
+    await serveWorkers(connection, async () => [await createGpuWorker(connection, target.namespace, opts)]);
   },
 
   async init(argv) {

@@ -4,7 +4,7 @@ import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { join, resolve } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { readRecords, TSV_HEADER, tsvRow } from '../activities/results';
-import { createGpuWorkers } from '../gpu-worker/worker';
+import { createGpuWorker } from '../gpu-worker/worker';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { alignTsv, resultsTable } from './status';
 import { connectClient, connectWorker, temporalTarget } from './connect';
@@ -41,7 +41,7 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
     const repo = await initRepo('tiny', join(DEMO_DIR, 'repos', tag), log);
     const connection = await connectWorker(target);
     workers.push(await createControlWorker(connection, target.namespace));
-    workers.push(...(await createGpuWorkers(connection, target.namespace, { checkout: repo, slots: 1, pathPrefix: pythonBin })));
+    workers.push(await createGpuWorker(connection, target.namespace, { checkout: repo, slots: 1, pathPrefix: pythonBin }));
     const client = await connectClient(target);
     const config: RunConfig = {
       tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python train.py', timeoutMs: TIMEOUT_MS,

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { TSV_HEADER } from '../activities/results';
-import { createGpuWorkers } from '../gpu-worker/worker';
+import { createGpuWorker } from '../gpu-worker/worker';
 import { researchWorkflow } from '../workflows';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from '../workflows/search-attributes';
 import { CONTROL_QUEUE, workflowIdFor, type ExperimentRecord, type RunConfig } from '../workflows/types';
@@ -43,13 +43,13 @@ function config(repo: string, tag: string, extra: Partial<RunConfig> = {}): RunC
 
 async function runStudy(repo: string, cfg: RunConfig) {
   const control = await createControlWorker(env.nativeConnection, 'default');
-  const gpus = await createGpuWorkers(env.nativeConnection, 'default', { checkout: repo, slots: 1 });
+  const gpu = await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 1 });
   const handle = await env.client.workflow.start(researchWorkflow, {
     workflowId: workflowIdFor(cfg.tag), taskQueue: CONTROL_QUEUE, args: [cfg],
     typedSearchAttributes: [{ key: RESEARCH_TAG, value: cfg.tag }],
   });
   const finished = handle.result();
-  await Promise.all([control, ...gpus].map((w) => w.runUntil(finished)));
+  await Promise.all([control, gpu].map((w) => w.runUntil(finished)));
   return { handle, view: await finished };
 }
 
