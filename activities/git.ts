@@ -8,16 +8,16 @@ import { simpleGit, type SimpleGit } from 'simple-git';
 import type { TreeEntry } from './harness';
 
 // Candidate commits carry this identity, whoever runs the worker: their provenance is plain in `git log`.
-const IDENTITY = {
-  GIT_AUTHOR_NAME: 'autoresearch',
-  GIT_AUTHOR_EMAIL: 'autoresearch@localhost',
-  GIT_COMMITTER_NAME: 'autoresearch',
-  GIT_COMMITTER_EMAIL: 'autoresearch@localhost',
-};
+const IDENTITY = ['user.name=autoresearch', 'user.email=autoresearch@localhost'];
 const ZERO_SHA = '0000000000000000000000000000000000000000';
 
-export function git(repo: string, env: Record<string, string> = {}): SimpleGit {
-  return simpleGit(repo).env({ ...process.env, ...IDENTITY, ...env } as Record<string, string>);
+/**
+ * simple-git on the repo. Extra environment (a private index) comes with only PATH and HOME:
+ * simple-git refuses an inherited environment holding EDITOR or PAGER, as npm scripts do.
+ */
+export function git(repo: string, env?: Record<string, string>): SimpleGit {
+  const g = simpleGit(repo, { config: IDENTITY });
+  return env ? g.env({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', ...env }) : g;
 }
 
 /** Resolves a ref to a commit id, or null when it does not exist. */
