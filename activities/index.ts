@@ -5,14 +5,16 @@ import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX, experimentId, type ExperimentRecor
 import { blobIdsAt, commitFiles, compareAndSwapRef, readFileAt, refsUnder, resolve, treeEntries } from './git';
 import { harnessDigest } from './harness';
 import { RepoError, branchOf, checkRepo } from './repo';
-import { appendRecord } from './results';
+import { proposeWithLlm } from './llm';
+import { appendRecord, readRecords } from './results';
 import { findHyperparameters, proposeSweep } from './sweep';
 
 export interface ProposeInput {
   config: RunConfig;
   experimentId: string;
   n: number;
-  parent: string;
+  parent: string; // the best commit
+  crashed?: { experimentId: string; commit: string }; // the llm proposer may fix it instead
 }
 
 export interface CommitInput {
@@ -63,8 +65,22 @@ export async function readEditable(config: RunConfig, commit: string): Promise<R
   return files;
 }
 
-export async function propose({ config, n, parent }: ProposeInput): Promise<Proposal> {
-  if (config.proposer !== 'sweep') throw ApplicationFailure.nonRetryable(`proposer ${config.proposer} is not available`);
+export async function propose(input: ProposeInput): Promise<Proposal> {
+  return input.config.proposer === 'llm' ? proposeByLlm(input) : proposeBySweep(input);
+}
+
+async function proposeByLlm({ config, parent, crashed }: ProposeInput): Promise<Proposal> {
+  const records = await readRecords(config.repo);
+  const crashedRecord = crashed && records.find((r) => r.id === crashed.experimentId);
+  return proposeWithLlm({
+    config,
+    best: { commit: parent, files: await readEditable(config, parent) },
+    crashed: crashedRecord && { record: crashedRecord, files: await readEditable(config, crashed!.commit) },
+    records,
+  });
+}
+
+async function proposeBySweep({ config, n, parent }: ProposeInput): Promise<Proposal> {
   const files = await readEditable(config, parent);
   const path = config.editable.find((p) => findHyperparameters(files[p]).length > 0);
   if (!path) return { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0 };

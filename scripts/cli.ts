@@ -22,8 +22,9 @@ const USAGE = `usage: npx autoresearch <verb>
   worker                                 the control worker
   gpu-worker --repo PATH [--slots N | --gpus 0,1]
   init --target tiny PATH
-  start --repo PATH --tag TAG [--proposer sweep] [--max-experiments N] [--until 07:30] [--timeout 5m]
-        [--budget SECONDS] [--parallel P] [--command CMD] [--editable a.py,b.py] [--seed N]
+  start --repo PATH --tag TAG [--proposer llm|sweep] [--model NAME] [--max-experiments N] [--until 07:30]
+        [--timeout 5m] [--budget SECONDS] [--parallel P] [--command CMD] [--editable a.py,b.py] [--seed N]
+        [--min-improvement X] [--max-tokens-total N] [--llm-timeout 2m]
   status TAG [--json] [--watch]
   pause TAG | resume TAG | stop TAG [--cancel]
   results TAG [--repo PATH]

@@ -31,6 +31,8 @@ export const START_OPTIONS = {
   seed: { type: 'string' },
   'min-improvement': { type: 'string' },
   model: { type: 'string' },
+  'max-tokens-total': { type: 'string' },
+  'llm-timeout': { type: 'string' },
 } as const;
 
 /** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
@@ -65,12 +67,13 @@ async function readRepoConfig(repo: string): Promise<RepoConfig> {
   return config;
 }
 
-function chooseProposer(flag: string | undefined, env = process.env): { proposer: ProposerKind; why: string } {
+/** The llm proposer when an endpoint is configured, else the offline sweep; the reason is printed at start. */
+function chooseProposer(flag: string | undefined, env: NodeJS.ProcessEnv): { proposer: ProposerKind; why: string } {
   if (flag !== undefined && flag !== 'sweep' && flag !== 'llm') throw new UserError(`--proposer: "${flag}" is not one of llm, sweep`);
-  const llmConfigured = Boolean(env.OPENAI_API_KEY || env.OPENAI_BASE_URL);
-  if (flag === 'llm') throw new UserError('--proposer llm is not available in this version yet; use --proposer sweep');
-  if (flag === 'sweep') return { proposer: 'sweep', why: '--proposer sweep' };
-  if (llmConfigured) return { proposer: 'sweep', why: 'OPENAI_API_KEY/OPENAI_BASE_URL is set, but the llm proposer is not available in this version yet' };
+  const endpoint = env.OPENAI_BASE_URL ? `OPENAI_BASE_URL is ${env.OPENAI_BASE_URL}` : env.OPENAI_API_KEY ? 'OPENAI_API_KEY is set' : null;
+  if (flag === 'llm' && !endpoint) throw new UserError('--proposer llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server)');
+  if (flag) return { proposer: flag, why: `--proposer ${flag}` };
+  if (endpoint) return { proposer: 'llm', why: endpoint };
   return { proposer: 'sweep', why: 'no OPENAI_API_KEY or OPENAI_BASE_URL is set' };
 }
 
@@ -94,6 +97,8 @@ export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ 
     throw new UserError(`--budget ${budgetSeconds}s leaves no time for start-up and evaluation within --timeout ${formatDuration(timeoutMs)}`);
   }
   const { proposer, why } = chooseProposer(str('proposer'), env);
+  const model = str('model') ?? env.AUTORESEARCH_MODEL;
+  if (proposer === 'llm' && !model) throw new UserError('the llm proposer needs a model: --model NAME or AUTORESEARCH_MODEL');
   const config: RunConfig = {
     tag,
     repo,
@@ -107,7 +112,9 @@ export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ 
     untilMs: str('until') === undefined ? undefined : parseUntil(str('until')!),
     seed: str('seed') === undefined ? 0 : parseCount('--seed', str('seed')!, 0),
     minImprovement: str('min-improvement') === undefined ? 0 : parseNumber('--min-improvement', str('min-improvement')!),
-    model: str('model') ?? env.AUTORESEARCH_MODEL,
+    model,
+    llmTimeoutMs: str('llm-timeout') === undefined ? undefined : parseDuration('--llm-timeout', str('llm-timeout')!),
+    maxTokensTotal: str('max-tokens-total') === undefined ? undefined : parseCount('--max-tokens-total', str('max-tokens-total')!),
   };
   return { config, why };
 }

@@ -66,6 +66,14 @@ describe('mistakes caught before reaching the server', () => {
     const repo = await makeRepo({ 'train.py': TRAIN });
     await expectOneLine(['start', '--repo', repo, '--tag', 't', '--proposer', 'oracle'], /--proposer: "oracle" is not one of llm, sweep/);
   });
+  test('--proposer llm without an endpoint says what to set', async () => {
+    const repo = await makeRepo({ 'train.py': TRAIN });
+    await expectOneLine(['start', '--repo', repo, '--tag', 't', '--proposer', 'llm'], /--proposer llm needs OPENAI_API_KEY \(OpenAI\) or OPENAI_BASE_URL/, { ...UNREACHABLE, OPENAI_API_KEY: '', OPENAI_BASE_URL: '' });
+  });
+  test('an endpoint without a model says how to name one', async () => {
+    const repo = await makeRepo({ 'train.py': TRAIN });
+    await expectOneLine(['start', '--repo', repo, '--tag', 't'], /the llm proposer needs a model: --model NAME or AUTORESEARCH_MODEL/, { ...UNREACHABLE, OPENAI_BASE_URL: 'http://127.0.0.1:1/v1', AUTORESEARCH_MODEL: '' });
+  });
   test('a malformed autoresearch.json is named', async () => {
     const repo = await makeRepo({ 'train.py': TRAIN, 'autoresearch.json': '{"command": 3}' });
     await expectOneLine(['start', '--repo', repo, '--tag', 't'], /autoresearch.json in .*: expected \{"command": string/);
@@ -99,12 +107,15 @@ describe('mistakes the server reveals', () => {
 
   test('a tag that is already running is refused, and status --json prints the documented object', async () => {
     const repo = await makeRepo({ 'train.py': TRAIN });
-    const first = await cli(['start', '--repo', repo, '--tag', 'twice', '--max-experiments', '2'], server);
+    const first = await cli(['start', '--repo', repo, '--tag', 'twice', '--max-experiments', '2', '--proposer', 'sweep'], server);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /started:  autoresearch-twice/);
-    assert.match(first.stdout, /proposer: sweep \(no OPENAI_API_KEY or OPENAI_BASE_URL is set\)/);
+    assert.match(first.stdout, /proposer: sweep \(--proposer sweep\)/);
     assert.match(first.stdout, /web ui:   http:\/\/.*\/namespaces\/default\/workflows\/autoresearch-twice/);
-    await expectOneLine(['start', '--repo', repo, '--tag', 'twice'], /tag twice is already running \(autoresearch-twice\)/, server);
+    await expectOneLine(['start', '--repo', repo, '--tag', 'twice'], /tag twice is already running \(autoresearch-twice\)/, { ...server, OPENAI_API_KEY: '', OPENAI_BASE_URL: '' });
+    const llm = await cli(['start', '--repo', repo, '--tag', 'with-llm', '--model', 'm'], { ...server, OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' });
+    assert.equal(llm.code, 0, llm.stderr);
+    assert.match(llm.stdout, /proposer: llm \(OPENAI_BASE_URL is http:\/\/127.0.0.1:9\/v1\)/);
 
     // No worker is running: status still answers, from what the server knows.
     const status = await cli(['status', 'twice', '--json'], server);

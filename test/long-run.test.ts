@@ -28,8 +28,8 @@ test(`a study of ${EXPERIMENTS} experiments continues as new and completes with 
     tag, repo, proposer: 'sweep', editable: ['train.py'], command: SCORE, timeoutMs: 20_000,
     budgetSeconds: 1, parallel: 2, maxExperiments: EXPERIMENTS, seed: 3, minImprovement: 0,
   };
-  const workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 2 })];
   const firstRunId = await startRun(async () => env.client, config).then(() => env.client.workflow.getHandle(workflowIdFor(tag)).describe()).then((d) => d.runId);
+  const workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 2 })];
   const handle = env.client.workflow.getHandle(workflowIdFor(tag));
   const finished = handle.result() as Promise<StatusView>;
   await Promise.all(workers.map((w) => w.runUntil(finished)));

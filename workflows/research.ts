@@ -2,6 +2,7 @@
 // Deterministic and I/O-free: every side effect is an activity, so a restarted worker replays to here.
 import {
   ActivityCancellationType,
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -29,6 +30,7 @@ import {
   type ExperimentRecord,
   type InFlight,
   type Phase,
+  type Proposal,
   type RunConfig,
   type RunSetup,
   type RunState,
@@ -38,6 +40,7 @@ import {
 
 const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
 const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
+const MAX_FIX_ATTEMPTS = 2; // crashed candidates the llm proposer may try to repair in a row
 const TRAIN_GRACE_MS = 60_000; // the activity enforces --timeout itself; this covers materializing and reporting
 const HEARTBEAT_TIMEOUT = '30 seconds'; // a silent GPU worker is presumed dead and the training retried
 
@@ -68,6 +71,8 @@ export interface Carried {
   tokensUsed: number;
   paused: boolean;
   recent: ExperimentRecord[];
+  crashed?: { experimentId: string; commit: string } | null; // the last training crash, for the llm to fix
+  fixStreak?: number;
 }
 
 export async function researchWorkflow(config: RunConfig, carried?: Carried): Promise<StatusView> {
@@ -87,7 +92,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   let endReason = '';
   let finalState: RunState | null = null;
   let recording: Promise<void> = Promise.resolve();
-  let fatal: unknown = null; // set when an experiment ends the run (a baseline that cannot score)
+  let fatal: unknown = null; // an unexpected failure: the run fails now
+  let halt: string | null = null; // a reason the run cannot go on: it drains its lanes, then fails with it
 
   setHandler(pauseSignal, () => void (run.paused = true));
   setHandler(resumeSignal, () => void (run.paused = false));
@@ -124,6 +130,9 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments) {
       return `reached ${config.maxExperiments} experiments`;
     }
+    if (config.maxTokensTotal !== undefined && run.tokensUsed >= config.maxTokensTotal) {
+      return `token budget of ${config.maxTokensTotal} reached`;
+    }
     if (config.untilMs !== undefined && Date.now() + config.timeoutMs > config.untilMs) {
       return `deadline ${new Date(config.untilMs).toISOString()} reached`;
     }
@@ -154,6 +163,10 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   }
   await recording;
 
+  if (halt) {
+    describe(`failed: ${halt}`);
+    throw ApplicationFailure.nonRetryable(halt, 'RunHalted');
+  }
   if (endReason === 'continue-as-new') {
     describe('continuing as new');
     await continueAsNew<typeof researchWorkflow>(config, run);
@@ -173,6 +186,11 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       .finally(() => lanes.delete(id));
   }
 
+  function haltRun(reason: string): void {
+    halt ??= reason;
+    stop ??= { cancelInFlight: false, reason };
+  }
+
   function setPhase(id: string, phase: Phase, description?: string): void {
     const lane = lanes.get(id);
     if (!lane) return;
@@ -185,6 +203,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     const startedAt = new Date().toISOString();
     const candidate = { parent: run.best?.commit ?? null, commit: null as string | null, description: n === 0 ? 'baseline' : '' };
     let tokens = 0;
+    let fixes: string | undefined;
     let outcome: Decision;
     let result: TrainingResult | null = null;
     try {
@@ -193,10 +212,12 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         candidate.commit = run.setup.baseCommit;
         files = await control.readEditable(config, candidate.commit);
       } else {
-        const proposal = await proposer.propose({ config, experimentId: id, n, parent: candidate.parent! });
+        const proposal = await propose(id, n, candidate.parent!);
         tokens = proposal.tokens;
         run.tokensUsed += tokens;
+        run.fixStreak = proposal.ok && proposal.fixes ? (run.fixStreak ?? 0) + 1 : 0;
         if (!proposal.ok) throw new ExperimentFailed(`proposer failed: ${proposal.reason}`);
+        fixes = proposal.fixes;
         candidate.description = proposal.description;
         setPhase(id, 'committing', proposal.description);
         files = proposal.files;
@@ -219,6 +240,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       outcome = failure(err);
     }
     if (!candidate.description) candidate.description = outcome.reason;
+    if (outcome.status !== 'crash') run.crashed = null;
+    else if (result && n > 0) run.crashed = { experimentId: id, commit: candidate.commit! };
     const previousBest = run.best;
     if (outcome.status === 'keep') run.best = { experimentId: id, commit: candidate.commit!, valBpb: outcome.valBpb! };
     await record({
@@ -232,13 +255,24 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       metrics: result?.metrics ?? {},
       proposer: n === 0 ? 'baseline' : config.proposer,
       tokens,
+      fixes,
       startedAt,
       finishedAt: new Date().toISOString(),
       trainingSeconds: result?.seconds ?? 0,
       logTail: outcome.status === 'crash' ? result?.logTail : undefined,
     }, outcome.status === 'keep' && previousBest ? { from: previousBest.commit, to: candidate.commit! } : undefined);
-    if (n === 0 && outcome.status !== 'keep') {
-      throw ApplicationFailure.nonRetryable(`the baseline did not score (${outcome.reason}); fix the research repo and start again`);
+    if (n === 0 && outcome.status !== 'keep') haltRun(`the baseline did not score (${outcome.reason}); fix the research repo and start again`);
+  }
+
+  /** A proposal; the llm proposer may fix the last crash instead. A refused API key halts the run. */
+  async function propose(id: string, n: number, parent: string): Promise<Proposal> {
+    const fixable = config.proposer === 'llm' && (run.fixStreak ?? 0) < MAX_FIX_ATTEMPTS ? run.crashed ?? undefined : undefined;
+    try {
+      return await proposer.propose({ config, experimentId: id, n, parent, crashed: fixable });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'LlmRefused') haltRun(err.cause.message);
+      throw new ExperimentFailed(`proposer failed: ${causeOf(err)}`);
     }
   }
 

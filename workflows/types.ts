@@ -33,7 +33,9 @@ export interface RunConfig {
   untilMs?: number; // epoch ms: start nothing that could not finish before it
   seed: number;
   minImprovement: number; // a candidate is kept if val_bpb < best - minImprovement
-  model?: string;
+  model?: string; // the llm proposer's model
+  llmTimeoutMs?: number; // per chat-completions call
+  maxTokensTotal?: number; // the llm proposer's spend for the night: no proposal starts past it
 }
 
 /** Fixed facts about the run, established once by the first activity. */
@@ -77,7 +79,7 @@ export interface Heartbeat {
 }
 
 export type Proposal =
-  | { ok: true; description: string; files: Record<string, string>; tokens: number }
+  | { ok: true; description: string; files: Record<string, string>; tokens: number; fixes?: string }
   | { ok: false; reason: string; tokens: number };
 
 /** One experiment as written to results.jsonl; results.tsv holds five of its fields. */
@@ -94,6 +96,7 @@ export interface ExperimentRecord {
   metrics: Record<string, number>;
   proposer: ProposerKind | 'baseline';
   tokens: number;
+  fixes?: string; // the crashed experiment this one repairs
   startedAt: string;
   finishedAt: string;
   trainingSeconds: number;
