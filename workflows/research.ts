@@ -52,7 +52,7 @@ const control = proxyActivities<ControlActivities>({
 const proposer = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
   startToCloseTimeout: '15 minutes', // an LLM may think for a while; the activity times each call itself
-  heartbeatTimeout: '1 minute', // …but a dead proposer is noticed within a minute
+  heartbeatTimeout: '30 seconds', // …but a dead proposer is noticed within half a minute
   retry: { initialInterval: '5 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
 });
 
