@@ -4,7 +4,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import { resolve } from 'node:path';
 import { RepoError } from '../activities/repo';
 import { createControlWorker } from '../activities/worker';
-import { createGpuWorker, slotsFor } from '../gpu-worker/worker';
+import { createGpuWorker, detectGpus, slotsFor } from '../gpu-worker/worker';
 import { CONTROL_QUEUE, GPU_QUEUE } from '../workflows/types';
 import { parseCount, parseFlags, required } from './args';
 import { connectClient, connectWorker, temporalTarget } from './connect';
@@ -14,13 +14,15 @@ import { initRepo } from './init';
 import { provision, pythonEnv } from './provision';
 import { pauseRun, resumeRun, runConfigFrom, START_OPTIONS, startRun, stopRun, uiLink } from './runs';
 import { registerSearchAttributes, startDevServer } from './server';
-import { fetchStatus, formatStatus, resultsTable, statusJson, watchStatus } from './status';
+import { writeReport } from './report';
+import { fetchStatus, repoOf, resultsTable, statusJson, watchStatus } from './status';
+import { DEFAULT_WATCH_WIDTH, renderWatch } from './watch';
 
 const USAGE = `usage: npx autoresearch <verb>
   demo                                   a short study on the tiny target, end to end (npm start)
   server [--db FILE] [--port 7233] [--ui-port 8233]
   worker                                 the control worker
-  gpu-worker --repo PATH [--slots N | --gpus 0,1]
+  gpu-worker --repo PATH [--slots N | --gpus 0,1 | --gpus all]
   init --target tiny PATH
   start --repo PATH --tag TAG [--proposer llm|sweep] [--model NAME] [--max-experiments N] [--until 07:30]
         [--timeout 5m] [--budget SECONDS] [--parallel P] [--command CMD] [--editable a.py,b.py] [--seed N]
@@ -28,6 +30,7 @@ const USAGE = `usage: npx autoresearch <verb>
   status TAG [--json] [--watch]
   pause TAG | resume TAG | stop TAG [--cancel]
   results TAG [--repo PATH]
+  report TAG [--repo PATH]                a progress chart (SVG, PNG) and a summary, written to the repo's report/
   provision                              build or find the Temporal CLI and the Python environment`;
 
 type Verb = (argv: string[]) => Promise<void>;
@@ -76,8 +79,10 @@ const verbs: Record<string, Verb> = {
   async 'gpu-worker'(argv) {
     const { flags } = parseFlags('gpu-worker', argv, { repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' } });
     const checkout = resolve(required(flags, 'repo', 'gpu-worker'));
-    const gpus = (flags.gpus as string | undefined)?.split(',').map((g) => g.trim());
-    if (gpus && gpus.some((g) => !/^\d+$/.test(g))) throw new UserError(`--gpus: "${flags.gpus}" is not a list of GPU indexes like 0,1`);
+    const gpus = flags.gpus === 'all' ? detectGpus() : (flags.gpus as string | undefined)?.split(',').map((g) => g.trim());
+    if (gpus?.length === 0) throw new UserError('--gpus all: nvidia-smi lists no GPU on this host; train on CPU with --slots N');
+    if (gpus && gpus.some((g) => !/^\d+$/.test(g))) throw new UserError(`--gpus: "${flags.gpus}" is not a list of GPU indexes like 0,1 (or all)`);
+    if (gpus && flags.slots !== undefined) throw new UserError('gpu-worker: --gpus and --slots exclude each other (one slot per GPU)');
     const slots = flags.slots === undefined ? 1 : parseCount('--slots', flags.slots as string);
     const pathPrefix = await pythonEnv();
     const target = temporalTarget();
@@ -112,7 +117,7 @@ const verbs: Record<string, Verb> = {
     const client = await connectClient();
     if (flags.watch) return watchStatus(client, tag);
     const view = await fetchStatus(client, tag);
-    console.log(flags.json ? statusJson(view) : formatStatus(view));
+    console.log(flags.json ? statusJson(view) : renderWatch(view, process.stdout.columns ?? DEFAULT_WATCH_WIDTH));
   },
 
   async pause(argv) {
@@ -136,7 +141,14 @@ const verbs: Record<string, Verb> = {
 
   async results(argv) {
     const { flags, positionals } = parseFlags('results', argv, { repo: { type: 'string' } });
-    console.log(await resultsTable(await connectClient(), oneTag('results', positionals), flags.repo as string | undefined));
+    console.log(await resultsTable(await repoOf(await connectClient(), oneTag('results', positionals), flags.repo as string | undefined)));
+  },
+
+  async report(argv) {
+    const { flags, positionals } = parseFlags('report', argv, { repo: { type: 'string' } });
+    const repo = await repoOf(await connectClient(), oneTag('report', positionals), flags.repo as string | undefined);
+    const { svg, png, markdown } = await writeReport(repo);
+    console.log(`chart:   ${svg}\n         ${png}\nsummary: ${markdown}`);
   },
 };
 

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { git } from '../activities/git';
 import { PROGRAM_FILE, RESULTS_JSONL, RESULTS_TSV } from '../workflows/types';
 import { UserError } from './errors';
-import { pythonEnv } from './provision';
+import { pythonEnv, targetPackages } from './provision';
 
 const TARGETS_DIR = join(__dirname, '..', 'gpu-worker', 'targets');
 const DEFAULT_PROGRAM = join(__dirname, '..', PROGRAM_FILE);
@@ -32,7 +32,7 @@ export async function initRepo(target: string, path: string, log: (line: string)
   await g.raw(['add', '--all']);
   await g.raw(['commit', '--quiet', '-m', `${target} target from autoresearch`]);
   log(`initialized ${repo} from the ${target} target; preparing its data`);
-  await prepare(repo, await pythonEnv(log), log);
+  await prepare(repo, await pythonEnv(log, targetPackages(target)), log);
   return repo;
 }
 

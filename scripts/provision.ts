@@ -2,7 +2,7 @@
 // environment of the shipped targets, both cached outside the clone so later runs skip the work.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { UserError } from './errors';
@@ -12,8 +12,8 @@ const TEMPORAL_CLI_VERSION = '1.5.1'; // the newest release whose go.mod lets `g
 const TEMPORAL_CLI_MODULE = `github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}`;
 const RELEASE_URL = `https://temporal.download/cli/archive/v${TEMPORAL_CLI_VERSION}`;
 const DOWNLOAD_TIMEOUT_MS = 20_000;
-const PYTHON_PACKAGES = ['numpy']; // what the tiny target imports
 const PYTHON_ENV = join(CACHE_DIR, 'python');
+const TARGETS_DIR = join(__dirname, '..', 'gpu-worker', 'targets');
 
 type Log = (line: string) => void;
 const cachedCli = join(CACHE_DIR, 'bin', 'temporal');
@@ -89,17 +89,28 @@ export async function temporalCli(log: Log = console.log): Promise<string> {
   return cachedCli;
 }
 
-/** A virtual environment with the shipped targets' packages; returns its bin directory. */
-export async function pythonEnv(log: Log = console.log): Promise<string> {
+/** What a shipped target's code imports: its requirements.txt (package names that are also module names). */
+export function targetPackages(target: string): string[] {
+  return readFileSync(join(TARGETS_DIR, target, 'requirements.txt'), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+/**
+ * The shipped targets' virtual environment, with `packages` added if missing; returns its bin
+ * directory. System site packages stay visible, so a GPU host's own PyTorch is used as it is.
+ */
+export async function pythonEnv(log: Log = console.log, packages = targetPackages('tiny')): Promise<string> {
   const bin = join(PYTHON_ENV, 'bin');
   const python = join(bin, 'python');
-  const ready = () => existsSync(python) && spawnSync(python, ['-c', `import ${PYTHON_PACKAGES.join(', ')}`]).status === 0;
+  const findSpecs = `import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in sys.argv[1:]))`;
+  const ready = () => existsSync(python) && spawnSync(python, ['-c', findSpecs, ...packages]).status === 0;
   if (ready()) return bin;
-  log(`creating the Python environment of the shipped targets at ${PYTHON_ENV} (${PYTHON_PACKAGES.join(', ')})`);
-  // System site packages stay visible: a GPU host's own PyTorch is used as it is.
-  await run('python3', ['-m', 'venv', '--system-site-packages', PYTHON_ENV], log);
-  await run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--progress-bar', 'off', ...PYTHON_PACKAGES], log);
-  if (!ready()) throw new UserError(`could not install ${PYTHON_PACKAGES.join(', ')} into ${PYTHON_ENV}`);
+  if (!existsSync(python)) {
+    log(`creating the Python environment of the shipped targets at ${PYTHON_ENV}`);
+    await run('python3', ['-m', 'venv', '--system-site-packages', PYTHON_ENV], log);
+  }
+  log(`installing ${packages.join(', ')} into ${PYTHON_ENV}${packages.includes('torch') ? ' (PyTorch is large: a few minutes the first time)' : ''}`);
+  await run(python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--progress-bar', 'off', ...packages], log);
+  if (!ready()) throw new UserError(`could not install ${packages.join(', ')} into ${PYTHON_ENV}`);
   return bin;
 }
 

@@ -7,6 +7,7 @@ import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT } from '../workflows/s
 import { RESULTS_TSV, workflowIdFor, type Heartbeat, type RunState, type StatusView } from '../workflows/types';
 import { parseTag } from './args';
 import { UserError } from './errors';
+import { alignTsv, DEFAULT_WATCH_WIDTH, renderWatch } from './watch';
 
 const QUERY_DEADLINE_MS = 5_000; // a run with no control worker cannot answer its query
 
@@ -64,36 +65,13 @@ export function statusJson(view: StatusView): string {
   return JSON.stringify({ tag, workflowId, state, experimentsDone, experimentsKept, best, inFlight });
 }
 
-function progressOf(heartbeat: Heartbeat | null): string {
-  if (!heartbeat) return '';
-  const parts = [];
-  if (heartbeat.step !== undefined) parts.push(`step ${heartbeat.step}`);
-  if (heartbeat.percent !== undefined) parts.push(`${heartbeat.percent.toFixed(1)}%`);
-  if (heartbeat.loss !== undefined) parts.push(`loss ${heartbeat.loss.toFixed(4)}`);
-  parts.push(`${heartbeat.elapsed}s`);
-  return parts.join(' ');
-}
-
-export function formatStatus(view: StatusView): string {
-  const lines = [
-    `tag:          ${view.tag}`,
-    `workflow:     ${view.workflowId}`,
-    `state:        ${view.state}${view.reason ? ` (${view.reason})` : ''}`,
-    `experiments:  ${view.experimentsDone} done, ${view.experimentsKept} kept`,
-    `best:         ${view.best ? `${view.best.valBpb.toFixed(6)} (${view.best.commit.slice(0, 7)})` : '-'}`,
-  ];
-  for (const lane of view.inFlight) {
-    lines.push(`in flight:    ${lane.id} ${lane.phase} ${progressOf(lane.heartbeat)} ${lane.description ? `· ${lane.description}` : ''}`.trimEnd());
-  }
-  return lines.join('\n');
-}
-
+/** `status --watch`: redraws on a terminal; elsewhere (a log file, a pipe) prints each change once. */
 export async function watchStatus(client: Client, tag: string, everyMs = 2_000): Promise<void> {
   const tty = process.stdout.isTTY;
   let last = '';
   for (;;) {
     const view = await fetchStatus(client, tag);
-    const text = formatStatus(view);
+    const text = renderWatch(view, process.stdout.columns ?? DEFAULT_WATCH_WIDTH);
     if (text !== last) {
       process.stdout.write(tty ? `\x1b[2J\x1b[H${text}\n` : `${text}\n\n`);
       last = text;
@@ -103,25 +81,22 @@ export async function watchStatus(client: Client, tag: string, everyMs = 2_000):
   }
 }
 
-/** results.tsv as an aligned table; the repo comes from the run's memo unless given. */
-export async function resultsTable(client: Client, tag: string, repo?: string): Promise<string> {
-  if (!repo) {
-    try {
-      const { memo } = await client.workflow.getHandle(workflowIdFor(parseTag(tag))).describe();
-      repo = memo?.repo as string;
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new UserError(`no run with tag ${tag}`);
-      throw err;
-    }
+/** The research repo of a run, from its memo (written at start), unless the user names it. */
+export async function repoOf(client: Client, tag: string, repo?: string): Promise<string> {
+  if (repo) return repo;
+  try {
+    const { memo } = await client.workflow.getHandle(workflowIdFor(parseTag(tag))).describe();
+    return memo?.repo as string;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new UserError(`no run with tag ${tag}`);
+    throw err;
   }
+}
+
+/** results.tsv as an aligned table. */
+export async function resultsTable(repo: string): Promise<string> {
   const text = await readFile(join(repo, RESULTS_TSV), 'utf8').catch(() => {
     throw new UserError(`no ${RESULTS_TSV} in ${repo} yet`);
   });
   return alignTsv(text);
-}
-
-export function alignTsv(text: string): string {
-  const rows = text.split('\n').filter(Boolean).map((line) => line.split('\t'));
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n');
 }

@@ -15,7 +15,7 @@ const BUDGET_SECONDS = 10; // the README's figure is for 20 s; half of it must a
 
 test('init makes a committed tiny repo whose model learns far below uniform guessing (8 bits per byte)', async () => {
   const repo = await initRepo('tiny', join(await mkdtemp(join(tmpdir(), 'autoresearch-tiny-')), 'repo'), () => {});
-  assert.deepEqual(gitIn(repo, 'ls-files').split('\n').sort(), ['.gitignore', 'autoresearch.json', 'prepare.py', 'program.md', 'train.py']);
+  assert.deepEqual(gitIn(repo, 'ls-files').split('\n').sort(), ['.gitignore', 'autoresearch.json', 'prepare.py', 'program.md', 'requirements.txt', 'train.py']);
   assert.equal(gitIn(repo, 'status', '--porcelain'), '');
 
   const source = await readFile(join(repo, 'train.py'), 'utf8');

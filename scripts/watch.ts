@@ -1,0 +1,88 @@
+// A live terminal view of a run, redrawn from one StatusView: state, best, counts, a progress bar
+// per experiment in flight (fed by its training heartbeat) and the last results.tsv rows. Plain
+// ASCII, no colours, no escape codes: the caller decides whether to clear the screen first.
+import { TSV_HEADER, tsvRow } from '../activities/results';
+import type { Heartbeat, InFlight, StatusView } from '../workflows/types';
+
+export const DEFAULT_WATCH_WIDTH = 80;
+const MIN_WIDTH = 40;
+const RECENT_ROWS = 8;
+
+const STATE_LINE: Record<StatusView['state'], string> = {
+  running: 'running',
+  paused: 'paused (nothing new starts; resume to go on)',
+  stopping: 'stopping (finishing the experiments in flight)',
+  completed: 'completed',
+  stopped: 'stopped',
+  failed: 'failed',
+};
+
+function clip(line: string, width: number): string {
+  return line.length <= width ? line : `${line.slice(0, Math.max(0, width - 3))}...`;
+}
+
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (h > 0) return `${h}h${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+/** `[#####...............]`: `cells` characters between the brackets, filled in proportion. */
+export function bar(percent: number | undefined, cells: number): string {
+  const p = percent === undefined || !Number.isFinite(percent) ? 0 : Math.min(100, Math.max(0, percent));
+  const filled = Math.round((p / 100) * cells);
+  return `[${'#'.repeat(filled)}${'.'.repeat(cells - filled)}]`;
+}
+
+function heartbeatText(hb: Heartbeat): string {
+  const parts = [hb.percent === undefined ? '   ?  ' : `${hb.percent.toFixed(1).padStart(5)}%`];
+  if (hb.step !== undefined) parts.push(`step ${hb.step}`);
+  if (hb.loss !== undefined) parts.push(`loss ${hb.loss.toFixed(4)}`);
+  parts.push(duration(hb.elapsed));
+  return parts.join('  ');
+}
+
+function laneLines(lane: InFlight, width: number): string[] {
+  const head = clip(`  ${lane.id.padEnd(12)} ${lane.phase.padEnd(10)} ${lane.description || '-'}`, width);
+  const cells = Math.max(10, Math.min(40, width - 48)); // room for `  40.0%  step 12345  loss 3.2100  12m34s`
+  if (lane.heartbeat) return [head, clip(`    ${bar(lane.heartbeat.percent, cells)} ${heartbeatText(lane.heartbeat)}`, width)];
+  const waiting = lane.phase === 'training' ? 'training: waiting for the first heartbeat' : `${lane.phase}...`;
+  return [head, clip(`    ${waiting}`, width)];
+}
+
+export function renderWatch(view: StatusView, width = DEFAULT_WATCH_WIDTH): string {
+  const w = Math.max(MIN_WIDTH, Math.floor(width));
+  const best = view.best ? `${view.best.valBpb.toFixed(6)} (${view.best.commit.slice(0, 7)})` : '-';
+  const lines = [
+    clip(`autoresearch ${view.tag}  (${view.workflowId})`, w),
+    clip(`state:        ${STATE_LINE[view.state]}${view.reason ? ` (${view.reason})` : ''}`, w),
+    clip(`best val_bpb: ${best}`, w),
+    clip(`experiments:  ${view.experimentsDone} done, ${view.experimentsKept} kept${view.tokensUsed ? `, ${view.tokensUsed} tokens` : ''}`, w),
+    '',
+  ];
+  if (view.inFlight.length > 0) {
+    lines.push(`in flight (${view.inFlight.length}):`);
+    for (const lane of view.inFlight) lines.push(...laneLines(lane, w));
+  } else {
+    lines.push(`in flight:    none`);
+  }
+  lines.push('');
+  const recent = view.recent.slice(-RECENT_ROWS);
+  if (recent.length > 0) {
+    lines.push(`last ${recent.length} of ${view.experimentsDone}:`);
+    for (const row of alignTsv([TSV_HEADER, ...recent.map(tsvRow)].join('\n')).split('\n')) lines.push(clip(`  ${row}`, w));
+  } else {
+    lines.push('no results yet');
+  }
+  return lines.join('\n');
+}
+
+/** Tab-separated rows as aligned columns (the last column left ragged). */
+export function alignTsv(text: string): string {
+  const rows = text.split('\n').filter(Boolean).map((line) => line.split('\t'));
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n');
+}

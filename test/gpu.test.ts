@@ -1,0 +1,133 @@
+// The GPU side without a GPU: slots pinned one training per GPU, `--gpus all` from nvidia-smi,
+// a repo laid out like the original autoresearch run unmodified, and the gpt target on CPU.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createControlWorker } from '../activities/worker';
+import { createGpuWorker, parseGpuIndexes, type GpuWorkerOptions } from '../gpu-worker/worker';
+import { pythonEnv, targetPackages } from '../scripts/provision';
+import { runConfigFrom, startRun } from '../scripts/runs';
+import { fetchStatus } from '../scripts/status';
+import { workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
+import { CLI, ROOT, devServer, makeRepo, waitFor } from './helpers';
+
+let env: TestWorkflowEnvironment;
+before(async () => (env = await devServer()));
+after(async () => env?.teardown());
+
+async function study(repo: string, config: RunConfig, gpu: Omit<GpuWorkerOptions, 'checkout'>, during?: () => Promise<void>) {
+  await startRun(async () => env.client, config);
+  const workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, ...gpu })];
+  const finished = env.client.workflow.getHandle(workflowIdFor(config.tag)).result() as Promise<StatusView>;
+  await Promise.all([...workers.map((w) => w.runUntil(finished)), during?.()]);
+  const records: ExperimentRecord[] = (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  return { view: await finished, records };
+}
+
+async function fakeNvidiaSmi(script: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fake-nvidia-smi-'));
+  await writeFile(join(dir, 'nvidia-smi'), `#!/bin/sh\n${script}\n`);
+  chmodSync(join(dir, 'nvidia-smi'), 0o755);
+  return dir;
+}
+
+describe('GPU slots', () => {
+  test('nvidia-smi\'s index list is read as GPU indexes', () => {
+    assert.deepEqual(parseGpuIndexes('0\n1\n 2 \n\n'), ['0', '1', '2']);
+    assert.deepEqual(parseGpuIndexes('No devices were found\n'), []);
+  });
+
+  test('gpu-worker --gpus all opens one slot per GPU nvidia-smi lists; with none it points to --slots', async () => {
+    const two = await fakeNvidiaSmi('echo 0; echo 1');
+    const repo = await makeRepo({ 'train.py': 'LR = 1  # x\n' });
+    const child = spawn(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all'], {
+      cwd: ROOT,
+      env: { ...process.env, PATH: `${two}:${process.env.PATH}`, TEMPORAL_ADDRESS: env.address },
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    await waitFor('the worker to start', async () => out.includes('slot(s)'), 60_000);
+    child.kill('SIGTERM');
+    assert.match(out, /gpu worker: 2 slot\(s\) on task queue gpu/);
+
+    const none = await fakeNvidiaSmi('echo "NVIDIA-SMI has failed" >&2; exit 9');
+    const failed = spawnSync(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all'], {
+      cwd: ROOT,
+      env: { ...process.env, PATH: `${none}:${process.env.PATH}`, TEMPORAL_ADDRESS: env.address },
+      encoding: 'utf8',
+    });
+    assert.equal(failed.status, 2);
+    assert.equal(failed.stderr.trim(), 'autoresearch: --gpus all: nvidia-smi lists no GPU on this host; train on CPU with --slots N');
+  });
+
+  test('each slot trains on its own GPU only: two trainings at once never share one', async () => {
+    const locks = await mkdtemp(join(tmpdir(), 'gpu-locks-'));
+    // Takes an exclusive lock named after its GPU for a second: a shared GPU would crash the second taker.
+    const train = `LR = 0.1  # learning rate
+import os, time
+device = os.environ["CUDA_VISIBLE_DEVICES"]
+lock = os.path.join("${locks}", device)
+fd = os.open(lock, os.O_CREAT | os.O_EXCL)
+time.sleep(1)
+os.remove(lock)
+print("---")
+print(f"val_bpb:          {1 + LR:.6f}")
+print(f"gpu:              {device}")
+print(f"gpus_visible:     {len(device.split(','))}")
+`;
+    const repo = await makeRepo({ 'train.py': train });
+    const config: RunConfig = {
+      tag: 'pinned', repo, proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 30_000,
+      budgetSeconds: 1, parallel: 2, maxExperiments: 7, seed: 0, minImprovement: 0,
+    };
+    const { view, records } = await study(repo, config, { slots: 0, gpus: ['3', '5'] });
+    assert.equal(view.experimentsDone, 7);
+    for (const r of records) assert.notEqual(r.status, 'crash', `${r.id}: ${r.reason} ${r.logTail ?? ''}`);
+    assert.deepEqual([...new Set(records.map((r) => r.metrics.gpu))].sort(), [3, 5]);
+    for (const r of records) assert.equal(r.metrics.gpus_visible, 1);
+  });
+});
+
+test('a repo laid out like the original autoresearch runs unmodified: its \\r progress, summary and peak memory are read', async () => {
+  const fixture = join(__dirname, 'fixtures', 'original-layout');
+  const files = Object.fromEntries(readdirSync(fixture).map((f) => [f, readFileSync(join(fixture, f), 'utf8')]));
+  const repo = await makeRepo(files);
+  const { config } = await runConfigFrom({ repo, tag: 'original', command: 'python3 train.py', timeout: '10m', proposer: 'sweep', 'max-experiments': '3' });
+  assert.equal(config.timeoutMs, 10 * 60_000, 'its program says: kill a run past 10 minutes');
+  let progress: StatusView['inFlight'][number]['heartbeat'] = null;
+  const watchProgress = () =>
+    waitFor('a heartbeat parsed from \\r-separated progress', async () => {
+      const lane = (await fetchStatus(env.client, 'original')).inFlight.find((l) => l.heartbeat?.step !== undefined);
+      return (progress = lane?.heartbeat ?? null);
+    }, 60_000, 200).then(() => undefined);
+  const { view, records } = await study(repo, config, { slots: 1 }, watchProgress);
+  assert.equal(view.state, 'completed');
+  assert.ok(progress!.step! > 0 && progress!.percent! > 0 && progress!.loss! > 1, JSON.stringify(progress));
+  const tsv = (await readFile(join(repo, 'results.tsv'), 'utf8')).trim().split('\n').slice(1);
+  assert.equal(tsv.length, 3);
+  for (const [i, r] of records.entries()) {
+    assert.notEqual(r.status, 'crash', r.reason);
+    assert.equal(r.memoryGb.toFixed(1), '44.0');
+    assert.equal(tsv[i].split('\t')[2], '44.0');
+    assert.equal(r.metrics.mfu_percent, 39.8);
+    assert.ok(r.metrics.depth >= 1, 'every summary key is kept as a metric');
+    assert.ok(r.metrics.num_steps > 5);
+  }
+});
+
+test('the gpt target trains on CPU with a tiny configuration, through the GPU check script', async () => {
+  const bin = await pythonEnv((line) => console.error(line), targetPackages('gpt'));
+  const check = spawnSync(join(bin, 'python'), [join(ROOT, 'gpu-worker', 'gpu-check.py'), '--tiny', '--budget', '4'], { encoding: 'utf8', timeout: 600_000 });
+  assert.equal(check.status, 0, check.stdout.slice(-2000) + check.stderr.slice(-2000));
+  const report = Object.fromEntries([...check.stdout.matchAll(/^(\w+):\s+(.+)$/gm)].map((m) => [m[1], m[2].trim()]));
+  assert.match(report.gpu, /cpu/);
+  const valBpb = Number(report.val_bpb);
+  assert.ok(Number.isFinite(valBpb) && valBpb < 6, `val_bpb ${report.val_bpb}`);
+  assert.ok(Number(report.num_steps) > 5, `steps ${report.num_steps}`);
+  assert.ok(Number(report.tokens_per_sec) > 0);
+});

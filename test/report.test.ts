@@ -1,0 +1,184 @@
+// The report: a chart that shows what results.jsonl says, a PNG of it, and a summary whose figures
+// are the records' own. Built from a hand-written results.jsonl, so every expected number is known.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chartData, summaryMarkdown, truncate, writeReport } from '../scripts/report';
+import type { ExperimentRecord, ExperimentStatus } from '../workflows/types';
+
+const T0 = Date.parse('2025-11-27T22:00:00Z');
+const LONG = 'WARMUP_STEPS 100 -> 50, and a description far too long to fit on the chart';
+// [description, status, val_bpb, tokens, training seconds]
+const ROWS: [string, ExperimentStatus, number | null, number, number][] = [
+  ['baseline', 'keep', 1.2, 0, 300],
+  ['LEARNING_RATE 0.003 -> 0.0015', 'keep', 1.15, 1200, 300],
+  ['BETA1 0.9 -> 0.95', 'discard', 1.18, 900, 300],
+  ['CUDA out of memory', 'crash', null, 800, 12],
+  [LONG, 'keep', 1.1, 1000, 300],
+  ['DEPTH 8 -> 16 (diverged)', 'discard', 3.5, 700, 300],
+  ['WEIGHT_DECAY 0.1 -> 0.05', 'discard', 1.12, 600, 300],
+  ['proposer failed: no edit', 'crash', null, 500, 0],
+  ['BATCH_SIZE 32 -> 64', 'keep', 1.05, 1100, 300],
+  ['EMBED 256 -> 512', 'discard', 1.06, 650, 300],
+  ['HEADS 4 -> 8', 'crash', null, 700, 30],
+  ['DROPOUT 0.1 -> 0.05', 'keep', 1.02, 750, 300],
+];
+const STEP_MS = 400_000; // one experiment every 400 s, each taking 360 s
+
+const records: ExperimentRecord[] = ROWS.map(([description, status, valBpb, tokens, trainingSeconds], n) => ({
+  id: `nov27-${n}`,
+  n,
+  parent: null,
+  commit: description.startsWith('proposer failed') ? null : `${n.toString(16).padStart(2, '0')}c0ffee${'0'.repeat(32)}`,
+  description,
+  status,
+  reason: status,
+  valBpb,
+  memoryGb: valBpb === null ? 0 : 1.5,
+  metrics: (valBpb === null ? {} : { val_bpb: valBpb }) as Record<string, number>,
+  proposer: n === 0 ? 'baseline' : 'sweep',
+  tokens,
+  startedAt: new Date(T0 + n * STEP_MS).toISOString(),
+  finishedAt: new Date(T0 + n * STEP_MS + 360_000).toISOString(),
+  trainingSeconds,
+}));
+const KEPT = ROWS.filter((r) => r[1] === 'keep');
+const DISCARDED = ROWS.filter((r) => r[1] === 'discard');
+const CRASHED = ROWS.filter((r) => r[1] === 'crash');
+const TOKENS = ROWS.reduce((s, r) => s + r[3], 0);
+const TRAINING = ROWS.reduce((s, r) => s + r[4], 0);
+const WALL = ((ROWS.length - 1) * STEP_MS + 360_000) / 1000;
+
+let repo: string;
+let paths: { svg: string; png: string; markdown: string };
+let svg: string;
+before(async () => {
+  repo = await mkdtemp(join(tmpdir(), 'autoresearch-report-'));
+  // Written in decision order, which is not experiment order when lanes run in parallel.
+  const order = [...records.slice(0, 9), records[10], records[9], records[11]];
+  await writeFile(join(repo, 'results.jsonl'), order.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  paths = await writeReport(repo);
+  svg = await readFile(paths.svg, 'utf8');
+});
+
+const unescape = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&');
+
+/** The items of one named layer of the chart (`<g class="mark-… role-mark NAME_marks">…</g>`). */
+function layer(name: string): string {
+  const match = svg.match(new RegExp(`<g class="mark-\\w+ role-mark ${name}_marks"[^>]*>([\\s\\S]*?)</g>`));
+  assert.ok(match, `layer ${name} in the SVG`);
+  return match[1];
+}
+
+test('the files are written into report/ of the repo, with absolute paths', () => {
+  assert.deepEqual(paths, {
+    svg: join(repo, 'report', 'progress.svg'),
+    png: join(repo, 'report', 'progress.png'),
+    markdown: join(repo, 'report', 'summary.md'),
+  });
+});
+
+test('chartData: every experiment by number, the unscored apart, the best as a step line', () => {
+  const data = chartData(records);
+  assert.equal(data.tag, 'nov27');
+  assert.deepEqual(data.points.map((p) => p.n), ROWS.map((_, n) => n));
+  assert.equal(data.kept.length, KEPT.length);
+  assert.equal(data.discarded.length, DISCARDED.length);
+  assert.deepEqual(data.unscored.map((p) => p.id), ['nov27-3', 'nov27-7', 'nov27-10']);
+  assert.deepEqual(data.kept.map((p) => p.label), KEPT.map((r) => truncate(r[0])));
+  assert.ok(truncate(LONG).length <= 40 && truncate(LONG).endsWith('…'));
+  // across then down at every improvement, and on to the last experiment
+  assert.deepEqual(data.best, [
+    { n: 0, valBpb: 1.2 },
+    { n: 1, valBpb: 1.2 }, { n: 1, valBpb: 1.15 },
+    { n: 4, valBpb: 1.15 }, { n: 4, valBpb: 1.1 },
+    { n: 8, valBpb: 1.1 }, { n: 8, valBpb: 1.05 },
+    { n: 11, valBpb: 1.05 }, { n: 11, valBpb: 1.02 },
+  ]);
+  // the diverged 3.5 does not squash the chart: it is drawn at the top edge
+  const diverged = data.points.find((p) => p.n === 5)!;
+  assert.equal(diverged.clipped, true);
+  assert.equal(diverged.valBpb, 3.5);
+  assert.ok(data.yDomain![1] < 1.5 && data.yDomain![0] < 1.02);
+  assert.ok(data.points.filter((p) => p.n !== 5).every((p) => !p.clipped));
+});
+
+test('the SVG has one mark per experiment, by status, the kept descriptions as text and the best line', () => {
+  assert.match(svg, /^<svg [^>]*width="\d+" height="\d+"/);
+  assert.match(svg, /autoresearch nov27: 12 experiments, 5 kept/);
+  assert.match(svg, /experiment #/);
+  assert.match(svg, /val_bpb \(lower is better\)/);
+
+  const marks = (group: string, status: string) => [...group.matchAll(new RegExp(`aria-label="nov27-(\\d+) ${status} val_bpb ([^"]+)"`, 'g'))];
+  const kept = marks(layer('kept'), 'keep');
+  const discarded = marks(layer('discarded'), 'discard');
+  const crashed = marks(layer('crashed'), 'crash');
+  assert.deepEqual(kept.map((m) => Number(m[1])), [0, 1, 4, 8, 11]);
+  assert.deepEqual(kept.map((m) => Number(m[2])), KEPT.map((r) => r[2]));
+  assert.deepEqual(discarded.map((m) => Number(m[1])), [2, 5, 6, 9]);
+  assert.deepEqual(crashed.map((m) => m[2]), ['none', 'none', 'none']);
+  assert.equal(kept.length + discarded.length, ROWS.length - CRASHED.length);
+  // every mark of the chart is one of those: nothing drawn twice, nothing left out
+  assert.equal((svg.match(/role="graphics-symbol" aria-roledescription="point"/g) ?? []).length, ROWS.length);
+
+  // crashes sit on the x axis, below every scored point
+  const ys = (group: string) => [...group.matchAll(/transform="translate\(([\d.]+),([\d.]+)\)"/g)].map((m) => Number(m[2]));
+  assert.ok(Math.min(...ys(layer('crashed'))) > Math.max(...ys(layer('kept')), ...ys(layer('discarded'))));
+
+  const texts = [...layer('labels').matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => unescape(m[1]));
+  assert.deepEqual(texts, KEPT.map((r) => truncate(r[0])));
+  assert.ok(texts.includes('LEARNING_RATE 0.003 -> 0.0015'));
+
+  const path = layer('best').match(/<path d="([^"]+)"/);
+  assert.ok(path, 'the best line is a path');
+  const vertices = path[1].match(/-?[\d.]+,-?[\d.]+/g) ?? [];
+  assert.equal(vertices.length, chartData(records).best.length);
+  assert.equal(vertices.length, 2 * KEPT.length - 1);
+});
+
+test('the PNG is a real PNG of the chart', async () => {
+  const png = await readFile(paths.png);
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  assert.equal(png.subarray(12, 16).toString('ascii'), 'IHDR');
+  const width = png.readUInt32BE(16);
+  const height = png.readUInt32BE(20);
+  const svgWidth = Number(svg.match(/width="(\d+)"/)![1]);
+  assert.ok(width >= svgWidth && width <= 4000, `width ${width}`);
+  assert.ok(height >= 400 && height < width, `height ${height}`);
+  assert.ok((await stat(paths.png)).size > 20_000, 'a chart, not a blank');
+});
+
+test('the summary states the records own figures', async () => {
+  const md = await readFile(paths.markdown, 'utf8');
+  assert.equal(md.replace(/^- note: .*\n/gm, ''), summaryMarkdown(await readRecordsOf(repo))); // a note only where no fonts are found
+  const line = (key: string) => md.match(new RegExp(`^- ${key}: (.*)$`, 'm'))?.[1];
+  assert.equal(line('tag'), 'nov27');
+  assert.equal(line('experiments'), `12 (keep: ${KEPT.length}, discard: ${DISCARDED.length}, crash: ${CRASHED.length})`);
+  assert.equal(line('baseline val_bpb'), '1.200000 (nov27-0)');
+  assert.equal(line('best val_bpb'), '1.020000 (nov27-11, commit 0bc0ffe)');
+  assert.equal(line('improvement'), '0.180000 (15.00% lower than the baseline)');
+  assert.match(line('training seconds')!, new RegExp(`^${TRAINING.toFixed(1)} `));
+  assert.match(line('wall seconds')!, new RegExp(`^${WALL.toFixed(1)} `));
+  assert.match(line('overhead seconds')!, new RegExp(`^${(WALL - TRAINING).toFixed(1)} `));
+  assert.equal(line('tokens'), String(TOKENS));
+  assert.match(md, /^- chart: progress\.svg \(also progress\.png\)$/m);
+  assert.match(md, /!\[[^\]]*\]\(progress\.svg\)/);
+
+  const table = md.split('## Kept changes')[1].split('\n').filter((l) => /^\| \d+ \|/.test(l));
+  assert.deepEqual(table.map((l) => l.split(' | ')[1]), ['nov27-0', 'nov27-1', 'nov27-4', 'nov27-8', 'nov27-11']);
+  assert.deepEqual(table.map((l) => l.split(' | ')[4]), ['baseline', '-0.050000 (-4.17%)', '-0.050000 (-4.35%)', '-0.050000 (-4.55%)', '-0.030000 (-2.86%)']);
+  assert.ok(table[2].includes(LONG), 'the summary keeps the whole description');
+});
+
+test('an empty results.jsonl is a clear error, and a summary of parallel lanes does not go negative', async () => {
+  const empty = await mkdtemp(join(tmpdir(), 'autoresearch-report-'));
+  await assert.rejects(writeReport(empty), { name: 'UserError', message: /no experiments in .*results\.jsonl yet/ });
+  const parallel = records.slice(0, 3).map((r) => ({ ...r, startedAt: new Date(T0).toISOString(), finishedAt: new Date(T0 + 400_000).toISOString() }));
+  assert.match(summaryMarkdown(parallel), /^- overhead seconds: - \(experiments trained in parallel: 900\.0 s of training in 400\.0 s of wall time\)$/m);
+});
+
+async function readRecordsOf(dir: string): Promise<ExperimentRecord[]> {
+  return (await readFile(join(dir, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+}
