@@ -101,15 +101,16 @@ export async function commitCandidate({ config, experimentId, parent, descriptio
   return (await resolve(config.repo, ref))!;
 }
 
+/** The row first, then the branch: a failed move never loses the experiment's row. */
 export async function recordExperiment({ config, record, move }: RecordInput): Promise<void> {
+  await appendRecord(config.repo, record);
   if (move && !(await compareAndSwapRef(config.repo, branchRef(config.tag), move.to, move.from))) {
     const found = await resolve(config.repo, branchRef(config.tag));
     throw ApplicationFailure.nonRetryable(
-      `branch ${BRANCH_PREFIX}${config.tag} was moved outside the run (expected ${move.from.slice(0, 7)}, found ${found?.slice(0, 7)})`,
+      `branch ${BRANCH_PREFIX}${config.tag} was moved outside the run (expected ${move.from.slice(0, 7)}, found ${found?.slice(0, 7)}); every candidate is still at refs/autoresearch/${config.tag}/`,
       'RepoError',
     );
   }
-  await appendRecord(config.repo, record);
 }
 
 export const controlActivities = { prepareRun, readEditable, propose, commitCandidate, recordExperiment };

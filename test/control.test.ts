@@ -3,15 +3,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createControlWorker } from '../activities/worker';
-import { createGpuWorker } from '../gpu-worker/worker';
 import { fetchStatus } from '../scripts/status';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
-import { cli, devServer, makeRepo, waitFor } from './helpers';
+import { cli, closeDevServer, devServer, makeRepo, runWorkers, waitFor } from './helpers';
 
 // Each candidate trains for SLEEP seconds and scores by how far LR is from 0.05.
 const TRAIN = `LR = 0.1  # learning rate
@@ -24,25 +21,21 @@ print(f"val_bpb:          {1 + abs(math.log(LR / 0.05)):.6f}")
 `;
 
 let env: TestWorkflowEnvironment;
-let workers: Worker[] = [];
 let stopWorkers: () => void;
 let running: Promise<unknown>;
-before(async () => {
-  env = await devServer();
-});
+before(async () => (env = await devServer()));
 after(async () => {
   stopWorkers?.();
   await running;
-  await env?.teardown();
+  await closeDevServer(env);
 });
 
 async function study(tag: string, extra: Partial<RunConfig>, train = TRAIN) {
   const repo = await makeRepo({ 'train.py': train });
   stopWorkers?.();
   await running;
-  workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 1 })];
-  const stopped = new Promise<void>((done) => (stopWorkers = done));
-  running = Promise.all(workers.map((w) => w.runUntil(stopped)));
+  // The workers outlive each run: a test steers its run and reads it after it ends.
+  running = runWorkers(env.nativeConnection, { checkout: repo, slots: 1 }, new Promise<void>((done) => (stopWorkers = done)));
   const config: RunConfig = {
     tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 30_000,
     budgetSeconds: 1, parallel: 1, seed: 0, minImprovement: 0, ...extra,
@@ -73,9 +66,14 @@ test('pause finishes the experiment in flight and starts nothing; resume goes on
   assert.equal((await cli(['resume', 'steer'], server())).code, 0);
   await waitFor('progress after resume', async () => (await run.status()).experimentsDone > idle.experimentsDone);
 
+  await waitFor('an experiment training', async () => (await run.status()).inFlight.some((l) => l.phase === 'training'));
   const stopped = await cli(['stop', 'steer'], server());
   assert.equal(stopped.code, 0, stopped.stderr);
   assert.match(stopped.stdout, /stopping steer: finishing the experiments in flight/);
+  const stopping = await run.status();
+  assert.equal(stopping.state, 'stopping', 'the experiment in flight is finishing');
+  assert.equal(stopping.inFlight.length, 1);
+  assert.equal(stopping.reason, 'stopped by request');
   const final = await run.result();
   assert.equal(final.state, 'stopped');
   assert.equal(final.reason, 'stopped by request');

@@ -356,7 +356,7 @@ describe('control activities', { concurrency: true }, () => {
       assert.deepEqual(userState(repo), before, 'the checked-out branch is not the run branch and stays put');
     });
 
-    test('a move whose from is not the branch tip is refused, non-retryable, and records nothing', async (t) => {
+    test('a move whose from is not the branch tip is refused, non-retryable, and the experiment keeps its row', async (t) => {
       const { repo, config, setup } = await preparedRepo(t);
       const a = await commitCandidate({ config, experimentId: 't1-1', parent: setup.baseCommit, description: 'LR 0.1 -> 0.05', files: { 'train.py': TRAIN_PY.replace('0.1', '0.05') } });
       const b = await commitCandidate({ config, experimentId: 't1-2', parent: setup.baseCommit, description: 'DEPTH 4 -> 8', files: { 'train.py': TRAIN_PY.replace('DEPTH = 4', 'DEPTH = 8') } });
@@ -367,7 +367,7 @@ describe('control activities', { concurrency: true }, () => {
         nonRetryable(new RegExp(`autoresearch/t1 was moved outside the run \\(expected ${setup.baseCommit.slice(0, 7)}, found ${a.slice(0, 7)}\\)`)),
       );
       assert.equal(rev(repo, 'refs/heads/autoresearch/t1'), a, 'the branch is left where it was');
-      assert.equal(readTsv(repo), tsv, 'a refused move records nothing');
+      assert.equal(readTsv(repo), tsv + `${b.slice(0, 7)}\t1.000000\t0.0\tkeep\tbaseline\n`, 'the row is written before the move is tried');
     });
   });
 

@@ -8,23 +8,21 @@ import { chmodSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createControlWorker } from '../activities/worker';
-import { createGpuWorker, parseGpuIndexes, type GpuWorkerOptions } from '../gpu-worker/worker';
+import { parseGpuIndexes, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { pythonEnv, targetPackages } from '../scripts/provision';
 import { runConfigFrom, startRun } from '../scripts/runs';
 import { fetchStatus } from '../scripts/status';
 import { workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
-import { CLI, ROOT, devServer, makeRepo, waitFor } from './helpers';
+import { CLI, ROOT, closeDevServer, devServer, makeRepo, runWorkers, waitFor } from './helpers';
 
 let env: TestWorkflowEnvironment;
 before(async () => (env = await devServer()));
-after(async () => env?.teardown());
+after(() => closeDevServer(env));
 
 async function study(repo: string, config: RunConfig, gpu: Omit<GpuWorkerOptions, 'checkout'>, during?: () => Promise<void>) {
   await startRun(async () => env.client, config);
-  const workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, ...gpu })];
   const finished = env.client.workflow.getHandle(workflowIdFor(config.tag)).result() as Promise<StatusView>;
-  await Promise.all([...workers.map((w) => w.runUntil(finished)), during?.()]);
+  await Promise.all([runWorkers(env.nativeConnection, { checkout: repo, ...gpu }, finished), during?.()]);
   const records: ExperimentRecord[] = (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   return { view: await finished, records };
 }

@@ -1,10 +1,12 @@
 // Shared fixtures for the integration tests: a real dev server, real git repos, the real CLI.
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type NativeConnection, type Worker } from '@temporalio/worker';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createControlWorker } from '../activities/worker';
+import { createGpuWorker, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { temporalCli } from '../scripts/provision';
 
@@ -23,6 +25,21 @@ export async function devServer(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: { executable: { type: 'existing-path', path: await temporalCli() }, searchAttributes: ALL_SEARCH_ATTRIBUTES },
   });
+}
+
+const live: Worker[] = [];
+
+/** The control worker and a GPU worker, in this process, until `until` settles (either way). */
+export async function runWorkers(connection: NativeConnection, gpu: GpuWorkerOptions, until: Promise<unknown>): Promise<void> {
+  const workers = [await createControlWorker(connection, 'default'), await createGpuWorker(connection, 'default', gpu)];
+  live.push(...workers);
+  await Promise.all(workers.map((w) => w.runUntil(until.catch(() => undefined))));
+}
+
+/** For `after`: a failed test can leave its run going, and its workers must not keep the file alive. */
+export async function closeDevServer(env: TestWorkflowEnvironment | undefined): Promise<void> {
+  for (const worker of live.splice(0)) if (worker.getState() === 'RUNNING') worker.shutdown();
+  await env?.teardown();
 }
 
 const GIT_ENV = { GIT_AUTHOR_NAME: 'test', GIT_AUTHOR_EMAIL: 'test@localhost', GIT_COMMITTER_NAME: 'test', GIT_COMMITTER_EMAIL: 'test@localhost' };
@@ -78,3 +95,21 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | null | u
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** A training script whose one hyperparameter picks its behaviour: better, worse, crash, hang, no metric, NaN. */
+export const BEHAVIOUR_SCRIPT = `X = 4  # picks this candidate's behaviour
+import sys, time
+outcome = {4: 1.0, 8: 0.8, 2: 1.2, 16: "crash", 1: "hang", 32: "missing", 64: "nan"}[X]
+print("step 00001 (50.0%) | loss: 2.500000", flush=True)
+if outcome == "crash":
+    sys.exit("boom: X is too big")
+if outcome == "hang":
+    time.sleep(600)
+print("---")
+if outcome == "nan":
+    print("val_bpb:          nan")
+elif outcome != "missing":
+    print(f"val_bpb:          {outcome:.6f}")
+print("training_seconds: 0.1")
+print("peak_vram_mb:     2048.0")
+`;

@@ -7,13 +7,11 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createControlWorker } from '../activities/worker';
-import { createGpuWorker } from '../gpu-worker/worker';
 import { fetchStatus } from '../scripts/status';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { answer, fakeOpenAI, type FakeOpenAI, type Recorded } from './fake-openai';
-import { devServer, gitIn, makeRepo, waitFor } from './helpers';
+import { closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
 
 const KEY = 'sk-test-never-in-history-9c1e';
 // The training reports whether any OpenAI variable reached it, as a metric.
@@ -45,7 +43,7 @@ after(async () => {
   delete process.env.OPENAI_BASE_URL;
   delete process.env.OPENAI_API_KEY;
   await fake.close();
-  await env?.teardown();
+  await closeDevServer(env);
 });
 
 async function study(tag: string, extra: Partial<RunConfig>) {
@@ -55,10 +53,9 @@ async function study(tag: string, extra: Partial<RunConfig>) {
     timeoutMs: 20_000, budgetSeconds: 1, parallel: 1, seed: 0, minImprovement: 0, ...extra,
   };
   await startRun(async () => env.client, config);
-  const workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 1 })];
   const handle = env.client.workflow.getHandle(workflowIdFor(tag));
   const finished = handle.result() as Promise<StatusView>;
-  const ran = Promise.all(workers.map((w) => w.runUntil(finished.catch(() => undefined))));
+  const ran = runWorkers(env.nativeConnection, { checkout: repo, slots: 1 }, finished);
   return { repo, handle, finished, ran };
 }
 

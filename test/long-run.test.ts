@@ -5,11 +5,9 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createControlWorker } from '../activities/worker';
-import { createGpuWorker } from '../gpu-worker/worker';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
-import { devServer, gitIn, makeRepo } from './helpers';
+import { closeDevServer, devServer, gitIn, makeRepo, runWorkers } from './helpers';
 
 const EXPERIMENTS = 105; // one continue-as-new at 100
 // Six hyperparameters leave the sweep plenty to try; the score is a hash of the file, so some
@@ -19,7 +17,7 @@ const SCORE = `python3 -c "import hashlib; h = hashlib.md5(open('train.py', 'rb'
 
 let env: TestWorkflowEnvironment;
 before(async () => (env = await devServer()));
-after(async () => env?.teardown());
+after(() => closeDevServer(env));
 
 test(`a study of ${EXPERIMENTS} experiments continues as new and completes with one row per experiment`, async () => {
   const repo = await makeRepo({ 'train.py': TRAIN });
@@ -29,10 +27,9 @@ test(`a study of ${EXPERIMENTS} experiments continues as new and completes with 
     budgetSeconds: 1, parallel: 2, maxExperiments: EXPERIMENTS, seed: 3, minImprovement: 0,
   };
   const firstRunId = await startRun(async () => env.client, config).then(() => env.client.workflow.getHandle(workflowIdFor(tag)).describe()).then((d) => d.runId);
-  const workers = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 2 })];
   const handle = env.client.workflow.getHandle(workflowIdFor(tag));
   const finished = handle.result() as Promise<StatusView>;
-  await Promise.all(workers.map((w) => w.runUntil(finished)));
+  await runWorkers(env.nativeConnection, { checkout: repo, slots: 2 }, finished);
   const view = await finished;
   assert.equal(view.state, 'completed');
   assert.equal(view.experimentsDone, EXPERIMENTS);

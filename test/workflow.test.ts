@@ -5,34 +5,16 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createControlWorker } from '../activities/worker';
 import { TSV_HEADER } from '../activities/results';
-import { createGpuWorker } from '../gpu-worker/worker';
 import { researchWorkflow } from '../workflows';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from '../workflows/search-attributes';
 import { CONTROL_QUEUE, workflowIdFor, type ExperimentRecord, type RunConfig } from '../workflows/types';
-import { devServer, gitIn, makeRepo } from './helpers';
+import { BEHAVIOUR_SCRIPT, closeDevServer, devServer, gitIn, makeRepo, runWorkers } from './helpers';
 
-const BEHAVIOUR_SCRIPT = `X = 4  # picks this candidate's behaviour
-import sys, time
-outcome = {4: 1.0, 8: 0.8, 2: 1.2, 16: "crash", 1: "hang", 32: "missing", 64: "nan"}[X]
-print("step 00001 (50.0%) | loss: 2.500000", flush=True)
-if outcome == "crash":
-    sys.exit("boom: X is too big")
-if outcome == "hang":
-    time.sleep(600)
-print("---")
-if outcome == "nan":
-    print("val_bpb:          nan")
-elif outcome != "missing":
-    print(f"val_bpb:          {outcome:.6f}")
-print("training_seconds: 0.1")
-print("peak_vram_mb:     2048.0")
-`;
 
 let env: TestWorkflowEnvironment;
 before(async () => (env = await devServer()));
-after(async () => env?.teardown());
+after(() => closeDevServer(env));
 
 function config(repo: string, tag: string, extra: Partial<RunConfig> = {}): RunConfig {
   return {
@@ -42,14 +24,12 @@ function config(repo: string, tag: string, extra: Partial<RunConfig> = {}): RunC
 }
 
 async function runStudy(repo: string, cfg: RunConfig) {
-  const control = await createControlWorker(env.nativeConnection, 'default');
-  const gpu = await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 1 });
   const handle = await env.client.workflow.start(researchWorkflow, {
     workflowId: workflowIdFor(cfg.tag), taskQueue: CONTROL_QUEUE, args: [cfg],
     typedSearchAttributes: [{ key: RESEARCH_TAG, value: cfg.tag }],
   });
   const finished = handle.result();
-  await Promise.all([control, gpu].map((w) => w.runUntil(finished)));
+  await runWorkers(env.nativeConnection, { checkout: repo, slots: 1 }, finished);
   return { handle, view: await finished };
 }
 

@@ -77,7 +77,7 @@ export interface Carried {
 
 export async function researchWorkflow(config: RunConfig, carried?: Carried): Promise<StatusView> {
   const run: Carried = carried ?? {
-    setup: await control.prepareRun(config),
+    setup: await control.prepareRun.executeWithOptions({ summary: `prepare ${config.tag}: branch, baseline ref, harness digest` }, [config]),
     nextNumber: 0,
     experimentsDone: 0,
     experimentsKept: 0,
@@ -210,7 +210,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       let files: Record<string, string>;
       if (n === 0) {
         candidate.commit = run.setup.baseCommit;
-        files = await control.readEditable(config, candidate.commit);
+        files = await control.readEditable.executeWithOptions(summary(id, 'read the baseline'), [config, candidate.commit]);
       } else {
         const proposal = await propose(id, n, candidate.parent!);
         tokens = proposal.tokens;
@@ -221,7 +221,9 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         candidate.description = proposal.description;
         setPhase(id, 'committing', proposal.description);
         files = proposal.files;
-        candidate.commit = await control.commitCandidate({ config, experimentId: id, parent: candidate.parent!, description: proposal.description, files });
+        candidate.commit = await control.commitCandidate.executeWithOptions(summary(id, `commit: ${proposal.description}`), [
+          { config, experimentId: id, parent: candidate.parent!, description: proposal.description, files },
+        ]);
       }
       setPhase(id, 'training', candidate.description);
       result = await train({
@@ -268,10 +270,11 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   async function propose(id: string, n: number, parent: string): Promise<Proposal> {
     const fixable = config.proposer === 'llm' && (run.fixStreak ?? 0) < MAX_FIX_ATTEMPTS ? run.crashed ?? undefined : undefined;
     try {
-      return await proposer.propose({ config, experimentId: id, n, parent, crashed: fixable });
+      const what = fixable ? `propose (${config.proposer}, may repair ${fixable.experimentId})` : `propose (${config.proposer})`;
+      return await proposer.propose.executeWithOptions(summary(id, what), [{ config, experimentId: id, n, parent, crashed: fixable }]);
     } catch (err) {
       if (isCancellation(err)) throw err;
-      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'LlmRefused') haltRun(err.cause.message);
+      if (failureType(err) === 'LlmRefused') haltRun(causeOf(err));
       throw new ExperimentFailed(`proposer failed: ${causeOf(err)}`);
     }
   }
@@ -288,7 +291,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     });
     const failed = (problem: string): TrainingResult => ({ exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '' });
     try {
-      return await gpu.train(input);
+      return await gpu.train.executeWithOptions(summary(input.experimentId, `train ${input.commit.slice(0, 7)}`), [input]);
     } catch (err) {
       if (isCancellation(err)) throw err;
       return failed(`training failed: ${causeOf(err)}`);
@@ -298,7 +301,13 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   /** Rows are written one at a time, in decision order, even when lanes finish together. */
   async function record(entry: ExperimentRecord, move?: { from: string; to: string }): Promise<void> {
     const previous = recording;
-    recording = previous.then(() => CancellationScope.nonCancellable(() => control.recordExperiment({ config, record: entry, move })));
+    const what = `record ${entry.status}${entry.valBpb === null ? '' : ` ${entry.valBpb.toFixed(6)}`}${move ? ', move the branch' : ''}`;
+    recording = previous
+      .then(() => CancellationScope.nonCancellable(() => control.recordExperiment.executeWithOptions(summary(entry.id, what), [{ config, record: entry, move }])))
+      .catch((err) => {
+        if (failureType(err) !== 'RepoError') throw err;
+        haltRun(causeOf(err)); // the row is written; the branch is not ours to move any more
+      });
     await recording;
     run.experimentsDone++;
     if (entry.status === 'keep') run.experimentsKept++;
@@ -326,10 +335,21 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
 
 class ExperimentFailed extends Error {}
 
+/** The line the Web UI shows beside an activity in the event history (at most 200 bytes). */
+function summary(experimentId: string, what: string): { summary: string } {
+  const text = `${experimentId}: ${what.replace(/\s+/g, ' ')}`;
+  return { summary: text.length > 180 ? `${text.slice(0, 179)}…` : text };
+}
+
 function failure(err: unknown): Decision {
   if (isCancellation(err)) return { status: 'discard', reason: 'cancelled by stop', valBpb: null };
   if (err instanceof ExperimentFailed) return { status: 'crash', reason: err.message, valBpb: null };
   return { status: 'crash', reason: `activity failed: ${causeOf(err)}`, valBpb: null };
+}
+
+/** The type of the ApplicationFailure an activity threw, if it threw one. */
+function failureType(err: unknown): string | undefined {
+  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? (err.cause.type ?? undefined) : undefined;
 }
 
 /** The innermost message of an ActivityFailure: what actually went wrong. */

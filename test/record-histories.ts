@@ -1,0 +1,84 @@
+// Records the histories that test/replay.test.ts replays against the current workflow code, so a
+// change that would break running studies fails `npm test`. Run by hand when the workflow changes
+// in a compatible way (with patching where needed), and commit the files:
+//   node --import tsx test/record-histories.ts
+import { Worker } from '@temporalio/worker';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createControlWorker } from '../activities/worker';
+import { createGpuWorker } from '../gpu-worker/worker';
+import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows';
+import { startRun } from '../scripts/runs';
+import { workflowIdFor, type RunConfig } from '../workflows/types';
+import { answer, fakeOpenAI } from './fake-openai';
+import { BEHAVIOUR_SCRIPT, devServer, makeRepo, waitFor } from './helpers';
+
+const OUT = join(__dirname, 'fixtures', 'histories');
+
+async function main(): Promise<void> {
+  const env = await devServer();
+  const fake = await fakeOpenAI();
+  process.env.OPENAI_BASE_URL = fake.baseURL;
+  process.env.OPENAI_API_KEY = 'sk-recording';
+
+  async function record(name: string, files: Record<string, string>, extra: Partial<RunConfig>, steer?: (tag: string) => Promise<void>) {
+    const repo = await makeRepo(files);
+    const config: RunConfig = {
+      tag: name, repo, proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 4_000,
+      budgetSeconds: 1, parallel: 1, seed: 1, minImprovement: 0, ...extra,
+    };
+    await startRun(async () => env.client, config);
+    const workers: Worker[] = [await createControlWorker(env.nativeConnection, 'default'), await createGpuWorker(env.nativeConnection, 'default', { checkout: repo, slots: 2 })];
+    const finished = env.client.workflow.getHandle(workflowIdFor(name)).result().catch(() => undefined);
+    await Promise.all([...workers.map((w) => w.runUntil(finished)), steer?.(name)]);
+    // Every run of the chain, oldest first: a long study's first run ends in continue-as-new.
+    const executions = await collect(env.client.workflow.list({ query: `WorkflowId = "${workflowIdFor(name)}"` }));
+    const runs = executions.sort((a, b) => a.startTime.getTime() - b.startTime.getTime()).map((e) => e.runId);
+    for (const [i, runId] of runs.entries()) {
+      const history = await env.client.workflow.getHandle(workflowIdFor(name), runId).fetchHistory();
+      const file = join(OUT, runs.length === 1 ? `${name}.json` : `${name}-${i + 1}.json`);
+      await writeFile(file, historyToJSON(history));
+      console.log(`${file}: ${history.events?.length} events`);
+    }
+  }
+
+  await record('decisions', { 'train.py': BEHAVIOUR_SCRIPT }, { maxExperiments: 7 });
+
+  await record('paused-stopped', { 'train.py': 'LR = 0.1  # lr\nimport time\ntime.sleep(0.5)\nassert LR != 0.2, "LR too high"\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n' }, { parallel: 2 }, async (tag) => {
+    const handle = env.client.workflow.getHandle(workflowIdFor(tag));
+    const done = async () => ((await handle.query(statusQuery)) as { experimentsDone: number }).experimentsDone;
+    await waitFor('2 done', async () => (await done()) >= 2);
+    await handle.signal(pauseSignal);
+    await new Promise((r) => setTimeout(r, 1500));
+    await handle.signal(resumeSignal);
+    await waitFor('5 done', async () => (await done()) >= 5);
+    await handle.signal(stopSignal, { cancelInFlight: true });
+  });
+
+  const SCORE = `python3 -c "import hashlib; h = hashlib.md5(open('train.py', 'rb').read()).hexdigest(); print('---'); print('val_bpb:', 1 + int(h[:6], 16) / 1e8)"`;
+  const knobs = ['A', 'B', 'C', 'D', 'E', 'F'].map((k, i) => `${k} = ${i + 2}  # knob ${k}`).join('\n') + '\n';
+  await record('continued', { 'train.py': knobs }, { command: SCORE, maxExperiments: 103, parallel: 2 });
+
+  fake.script.push(
+    { content: 'not json at all' }, { content: 'still not' }, { content: 'nope' }, // a proposer failure
+    { content: answer('break it', [{ path: 'train.py', search: 'LR = 0.1', replace: 'LR = 0.1\nraise SystemExit(3)' }]) },
+    { content: answer('repair it', [{ path: 'train.py', search: 'raise SystemExit(3)', replace: 'LR = 0.05' }], 'crashed') },
+  );
+  fake.fallback = () => ({ content: answer('halve LR again', [{ path: 'train.py', search: 'LR = 0.05', replace: 'LR = 0.025' }]) });
+  await record('llm', { 'train.py': 'LR = 0.1  # lr\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n' }, { proposer: 'llm', model: 'recorded', maxExperiments: 5 });
+
+  await fake.close();
+  await env.teardown();
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
