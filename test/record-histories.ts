@@ -45,7 +45,8 @@ async function main(): Promise<void> {
 
   await record('decisions', { 'train.py': BEHAVIOUR_SCRIPT }, { maxExperiments: 7 });
 
-  await record('paused-stopped', { 'train.py': 'LR = 0.1  # lr\nimport time\ntime.sleep(0.5)\nassert LR != 0.2, "LR too high"\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n' }, { parallel: 2 }, async (tag) => {
+  const crashesAt3 = 'LR = 0.1  # lr\nimport os, time\ntime.sleep(0.5)\nassert not os.environ["AUTORESEARCH_EXPERIMENT_ID"].endswith("-3"), "experiment 3 crashes"\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n';
+  await record('paused-stopped', { 'train.py': crashesAt3 }, { parallel: 2 }, async (tag) => {
     const handle = env.client.workflow.getHandle(workflowIdFor(tag));
     const done = async () => ((await handle.query(statusQuery)) as { experimentsDone: number }).experimentsDone;
     await waitFor('2 done', async () => (await done()) >= 2);
