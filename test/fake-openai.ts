@@ -41,7 +41,11 @@ export function answer(description: string, edits: { path: string; search: strin
   return JSON.stringify({ description, base, edits });
 }
 
-export async function fakeOpenAI(): Promise<FakeOpenAI> {
+/**
+ * Starts the server and points this process's openai clients at it (OPENAI_BASE_URL and, when
+ * given, OPENAI_API_KEY, as a control worker's environment would); close() undoes both.
+ */
+export async function fakeOpenAI(apiKey?: string): Promise<FakeOpenAI> {
   const hanging: ServerResponse[] = [];
   const fake: FakeOpenAI = {
     baseURL: '',
@@ -50,6 +54,8 @@ export async function fakeOpenAI(): Promise<FakeOpenAI> {
     fallback: () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' }),
     close: () =>
       new Promise<void>((done) => {
+        delete process.env.OPENAI_BASE_URL;
+        delete process.env.OPENAI_API_KEY;
         for (const res of hanging) res.destroy();
         server.closeAllConnections();
         server.close(() => done());
@@ -73,5 +79,7 @@ export async function fakeOpenAI(): Promise<FakeOpenAI> {
   });
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   fake.baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  process.env.OPENAI_BASE_URL = fake.baseURL;
+  if (apiKey) process.env.OPENAI_API_KEY = apiKey;
   return fake;
 }

@@ -35,13 +35,9 @@ let env: TestWorkflowEnvironment;
 let fake: FakeOpenAI;
 before(async () => {
   env = await devServer();
-  fake = await fakeOpenAI();
-  process.env.OPENAI_BASE_URL = fake.baseURL;
-  process.env.OPENAI_API_KEY = KEY;
+  fake = await fakeOpenAI(KEY);
 });
 after(async () => {
-  delete process.env.OPENAI_BASE_URL;
-  delete process.env.OPENAI_API_KEY;
   await fake.close();
   await closeDevServer(env);
 });

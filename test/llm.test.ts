@@ -20,17 +20,11 @@ const GOOD = answer('halve LR: the loss is noisy', [{ path: 'train.py', search: 
 let fake: FakeOpenAI;
 let repo: string;
 before(async () => {
-  fake = await fakeOpenAI();
+  fake = await fakeOpenAI(KEY);
   repo = await mkdtemp(join(tmpdir(), 'autoresearch-llm-'));
   await writeFile(join(repo, 'program.md'), '# program\nTry smaller learning rates first.\n');
-  process.env.OPENAI_BASE_URL = fake.baseURL;
-  process.env.OPENAI_API_KEY = KEY;
 });
-after(async () => {
-  delete process.env.OPENAI_BASE_URL;
-  delete process.env.OPENAI_API_KEY;
-  await fake.close();
-});
+after(() => fake.close());
 afterEach(() => {
   fake.requests.length = 0;
   fake.script.length = 0;

@@ -18,9 +18,7 @@ const OUT = join(__dirname, 'fixtures', 'histories');
 
 async function main(): Promise<void> {
   const env = await devServer();
-  const fake = await fakeOpenAI();
-  process.env.OPENAI_BASE_URL = fake.baseURL;
-  process.env.OPENAI_API_KEY = 'sk-recording';
+  const fake = await fakeOpenAI('sk-recording');
 
   async function record(name: string, files: Record<string, string>, extra: Partial<RunConfig>, steer?: (tag: string) => Promise<void>) {
     const repo = await makeRepo(files);
