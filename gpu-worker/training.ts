@@ -83,45 +83,46 @@ export function createTrainingActivities(slots: Slot[]) {
   return { train };
 }
 
+/** One training in one slot: scratch copy, harness check, run, heartbeats, summary. */
 async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult> {
-    const ctx = Context.current();
-    const editable = Object.keys(input.files);
-    const { dir, paths } = await materialize(slot.checkout, input);
-    const result = (fields: Partial<TrainingResult>): TrainingResult => ({
-      exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', worker: slot.name, ...fields,
-    });
-    try {
-      if ((await digestOf(dir, paths, editable)) !== input.harnessDigest) {
-        return result({ problem: `harness mismatch: the checkout of ${slot.name} (${slot.checkout}) differs from the run's harness; update it to the run's base commit` });
-      }
-      let progress: Heartbeat = { elapsed: 0 };
-      const started = Date.now();
-      const beat = () => ctx.heartbeat({ ...progress, elapsed: Math.round((Date.now() - started) / 1000) });
-      beat();
-      const ticker = setInterval(beat, HEARTBEAT_EVERY_MS);
-      const outcome = await runCommand(input.command, {
-        cwd: dir,
-        env: trainingEnv(slot, input),
-        timeoutMs: input.timeoutMs,
-        signal: ctx.cancellationSignal,
-        onLine: (line) => {
-          const parsed = parseProgress(line);
-          if (!parsed) return;
-          progress = { ...parsed, elapsed: progress.elapsed };
-          beat(); // the SDK throttles heartbeats; fresh progress should not wait for the ticker
-        },
-      }).finally(() => clearInterval(ticker));
-      if (outcome.aborted) await ctx.cancelled; // rethrows the cancellation: the process group is dead
-      const summary = parseSummary(outcome.tail);
-      const fields = { exitCode: outcome.exitCode, timedOut: outcome.timedOut, metrics: summary.metrics, seconds: outcome.seconds, logTail: outcome.tail.slice(-LOG_TAIL_CHARS) };
-      if ((await digestOf(dir, paths, editable)) !== input.harnessDigest) {
-        return result({ ...fields, metrics: {}, problem: 'the training command modified the harness; its score is not comparable' });
-      }
-      if (summary.nonFinite.includes('val_bpb')) return result({ ...fields, problem: 'val_bpb is not finite (NaN or inf)' });
-      return result(fields);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
+  const ctx = Context.current();
+  const editable = Object.keys(input.files);
+  const { dir, paths } = await materialize(slot.checkout, input);
+  const result = (fields: Partial<TrainingResult>): TrainingResult => ({
+    exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', worker: slot.name, ...fields,
+  });
+  try {
+    if ((await digestOf(dir, paths, editable)) !== input.harnessDigest) {
+      return result({ problem: `harness mismatch: the checkout of ${slot.name} (${slot.checkout}) differs from the run's harness; update it to the run's base commit` });
     }
+    let progress: Heartbeat = { elapsed: 0 };
+    const started = Date.now();
+    const beat = () => ctx.heartbeat({ ...progress, elapsed: Math.round((Date.now() - started) / 1000) });
+    beat();
+    const ticker = setInterval(beat, HEARTBEAT_EVERY_MS);
+    const outcome = await runCommand(input.command, {
+      cwd: dir,
+      env: trainingEnv(slot, input),
+      timeoutMs: input.timeoutMs,
+      signal: ctx.cancellationSignal,
+      onLine: (line) => {
+        const parsed = parseProgress(line);
+        if (!parsed) return;
+        progress = { ...parsed, elapsed: progress.elapsed };
+        beat(); // the SDK throttles heartbeats; fresh progress should not wait for the ticker
+      },
+    }).finally(() => clearInterval(ticker));
+    if (outcome.aborted) await ctx.cancelled; // rethrows the cancellation: the process group is dead
+    const summary = parseSummary(outcome.tail);
+    const fields = { exitCode: outcome.exitCode, timedOut: outcome.timedOut, metrics: summary.metrics, seconds: outcome.seconds, logTail: outcome.tail.slice(-LOG_TAIL_CHARS) };
+    if ((await digestOf(dir, paths, editable)) !== input.harnessDigest) {
+      return result({ ...fields, metrics: {}, problem: 'the training command modified the harness; its score is not comparable' });
+    }
+    if (summary.nonFinite.includes('val_bpb')) return result({ ...fields, problem: 'val_bpb is not finite (NaN or inf)' });
+    return result(fields);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 export type TrainingActivities = ReturnType<typeof createTrainingActivities>;
