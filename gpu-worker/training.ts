@@ -22,6 +22,7 @@ export interface Slot {
   checkout: string; // this worker's clone of the research repo
   cudaVisibleDevices?: string; // the GPU this slot owns
   pathPrefix?: string; // a bin directory put first on PATH (the shipped targets' Python environment)
+  noNetwork?: boolean; // proposed code runs without network access
 }
 
 export function trainingEnv(slot: Slot, input: Pick<TrainingInput, 'experimentId' | 'budgetSeconds'>, from = process.env): Record<string, string> {
@@ -105,6 +106,7 @@ async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult
       env: trainingEnv(slot, input),
       timeoutMs: input.timeoutMs,
       signal: ctx.cancellationSignal,
+      noNetwork: slot.noNetwork,
       onLine: (line) => {
         const parsed = parseProgress(line);
         if (!parsed) return;

@@ -10,6 +10,7 @@ export interface GpuWorkerOptions {
   slots: number; // CPU slots, when no GPUs are given
   gpus?: string[]; // one slot per GPU index
   pathPrefix?: string;
+  noNetwork?: boolean;
 }
 
 export function slotsFor(opts: GpuWorkerOptions): Slot[] {
@@ -19,6 +20,7 @@ export function slotsFor(opts: GpuWorkerOptions): Slot[] {
     checkout: opts.checkout,
     cudaVisibleDevices: opts.gpus?.[i],
     pathPrefix: opts.pathPrefix,
+    noNetwork: opts.noNetwork,
   }));
 }
 

@@ -4,6 +4,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import { resolve } from 'node:path';
 import { RepoError } from '../activities/repo';
 import { createControlWorker } from '../activities/worker';
+import { canIsolateNetwork } from '../gpu-worker/runner';
 import { createGpuWorker, detectGpus, slotsFor } from '../gpu-worker/worker';
 import { CONTROL_QUEUE, GPU_QUEUE } from '../workflows/types';
 import { parseCount, parseFlags, required } from './args';
@@ -22,7 +23,7 @@ const USAGE = `usage: npx autoresearch <verb>
   demo                                   a short study on the tiny target, end to end (npm start)
   server [--db FILE] [--port 7233] [--ui-port 8233]
   worker                                 the control worker
-  gpu-worker --repo PATH [--slots N | --gpus 0,1 | --gpus all]
+  gpu-worker --repo PATH [--slots N | --gpus 0,1 | --gpus all] [--no-network]
   init --target tiny PATH
   start --repo PATH --tag TAG [--proposer llm|sweep] [--model NAME] [--max-experiments N] [--until 07:30]
         [--timeout 5m] [--budget SECONDS] [--parallel P] [--command CMD] [--editable a.py,b.py] [--seed N]
@@ -77,19 +78,21 @@ const verbs: Record<string, Verb> = {
   },
 
   async 'gpu-worker'(argv) {
-    const { flags } = parseFlags('gpu-worker', argv, { repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' } });
+    const { flags } = parseFlags('gpu-worker', argv, { repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' }, 'no-network': { type: 'boolean' } });
     const checkout = resolve(required(flags, 'repo', 'gpu-worker'));
     const gpus = flags.gpus === 'all' ? detectGpus() : (flags.gpus as string | undefined)?.split(',').map((g) => g.trim());
     if (gpus?.length === 0) throw new UserError('--gpus all: nvidia-smi lists no GPU on this host; train on CPU with --slots N');
     if (gpus && gpus.some((g) => !/^\d+$/.test(g))) throw new UserError(`--gpus: "${flags.gpus}" is not a list of GPU indexes like 0,1 (or all)`);
     if (gpus && flags.slots !== undefined) throw new UserError('gpu-worker: --gpus and --slots exclude each other (one slot per GPU)');
     const slots = flags.slots === undefined ? 1 : parseCount('--slots', flags.slots as string);
+    const noNetwork = Boolean(flags['no-network']);
+    if (noNetwork && !canIsolateNetwork()) throw new UserError('--no-network: this host cannot give a training a network namespace of its own (unshare --net failed)');
     const pathPrefix = await pythonEnv();
     const target = temporalTarget();
     const connection = await connectWorker(target);
-    const opts = { checkout, slots, gpus, pathPrefix };
+    const opts = { checkout, slots, gpus, pathPrefix, noNetwork };
     console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${GPU_QUEUE} at ${target.address}, checkout ${checkout}`);
-    console.log(`training commands run with ${pathPrefix} first on PATH`);
+    console.log(`training commands run with ${pathPrefix} first on PATH${noNetwork ? ', without network access' : ''}`);
     await serveWorkers(connection, async () => [await createGpuWorker(connection, target.namespace, opts)]);
   },
 

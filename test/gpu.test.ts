@@ -40,18 +40,19 @@ describe('GPU slots', () => {
     assert.deepEqual(parseGpuIndexes('No devices were found\n'), []);
   });
 
-  test('gpu-worker --gpus all opens one slot per GPU nvidia-smi lists; with none it points to --slots', async () => {
+  test('gpu-worker --gpus all opens one slot per GPU nvidia-smi lists (here with --no-network); with none it points to --slots', async () => {
     const two = await fakeNvidiaSmi('echo 0; echo 1');
     const repo = await makeRepo({ 'train.py': 'LR = 1  # x\n' });
-    const child = spawn(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all'], {
+    const child = spawn(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all', '--no-network'], {
       cwd: ROOT,
       env: { ...process.env, PATH: `${two}:${process.env.PATH}`, TEMPORAL_ADDRESS: env.address },
     });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
-    await waitFor('the worker to start', async () => out.includes('slot(s)'), 60_000);
+    await waitFor('the worker to start', async () => out.includes('first on PATH'), 60_000);
     child.kill('SIGTERM');
     assert.match(out, /gpu worker: 2 slot\(s\) on task queue gpu/);
+    assert.match(out, /training commands run with .* first on PATH, without network access/);
 
     const none = await fakeNvidiaSmi('echo "NVIDIA-SMI has failed" >&2; exit 9');
     const failed = spawnSync(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all'], {

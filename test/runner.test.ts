@@ -7,7 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand } from '../gpu-worker/runner';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { canIsolateNetwork, runCommand } from '../gpu-worker/runner';
 import { trainingEnv, type Slot } from '../gpu-worker/training';
 
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
@@ -214,6 +216,39 @@ describe('streams', () => {
     assert.equal(outcome.exitCode, 0);
     assert.deepEqual(lines.sort(), ['step 00001 (10.0%) | loss: 2.0', 'warning', 'été'].sort());
     assert.ok(!outcome.tail.includes('\ufffd'), 'no replacement character in the tail');
+  });
+});
+
+describe('--no-network', () => {
+  // The training tries to reach a TCP server this test listens on: through the host's loopback it can.
+  const reach = (port: number) => `python3 -c "
+import socket
+try:
+    socket.create_connection(('127.0.0.1', ${port}), timeout=2); print('reached the network')
+except OSError as e:
+    print('no network:', type(e).__name__)
+"`;
+
+  test('a training in its own network namespace cannot reach what a normal one can', async (t) => {
+    assert.ok(canIsolateNetwork(), 'this Linux host can create network namespaces');
+    const server = createServer((socket) => socket.end()).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const port = (server.address() as AddressInfo).port;
+    const dir = scratch(t);
+    const open = await runCommand(reach(port), { cwd: dir, env: ENV, timeoutMs: 20_000 });
+    assert.match(open.tail, /reached the network/);
+    const closed = await runCommand(reach(port), { cwd: dir, env: ENV, timeoutMs: 20_000, noNetwork: true });
+    assert.equal(closed.exitCode, 0);
+    assert.match(closed.tail, /no network: ConnectionRefusedError/);
+  });
+
+  test('an isolated training past its timeout is still killed with its whole group', async (t) => {
+    const dir = scratch(t);
+    const started = Date.now();
+    const outcome = await runCommand('sleep 300 & sleep 300', { cwd: dir, env: ENV, timeoutMs: 500, noNetwork: true });
+    assert.equal(outcome.timedOut, true);
+    assert.ok(Date.now() - started < 5_000);
   });
 });
 
