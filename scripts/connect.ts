@@ -2,7 +2,7 @@
 // TEMPORAL_NAMESPACE, temporal.toml profiles, API key or mTLS), defaulting to localhost:7233.
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { UserError } from './errors';
 
 export const DEFAULT_ADDRESS = 'localhost:7233';
@@ -12,6 +12,19 @@ export interface Target {
   address: string;
   namespace: string;
   options: ReturnType<typeof loadClientConnectConfig>['connectionOptions'];
+}
+
+/**
+ * Worker logs at WARN and above, without the SDK's note that a GPU worker (activities only) polls
+ * no workflow tasks: the demo's output and the tests' should be rows and results, not chatter.
+ */
+export function quietWorkerLogs(): void {
+  const log = (entry: { level: string; message: string; meta?: unknown }) => {
+    if (entry.message.startsWith('No workflows registered')) return;
+    const meta = entry.meta ? ` ${JSON.stringify(entry.meta, (_, v) => (v instanceof Error ? v.message : v))}` : '';
+    console.error(`${entry.level} ${entry.message}${meta}`);
+  };
+  Runtime.install({ logger: new DefaultLogger('WARN', log) });
 }
 
 export function temporalTarget(): Target {

@@ -1,6 +1,6 @@
 // `npm start`: a whole study in one command — provision, a server if none answers, both workers,
 // a fresh tiny repo, five 20-second experiments printed as they finish, then the table.
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { join, resolve } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { readRecords, TSV_HEADER, tsvRow } from '../activities/results';
@@ -8,7 +8,7 @@ import { createGpuWorker } from '../gpu-worker/worker';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { writeReport } from './report';
 import { resultsTable } from './status';
-import { connectClient, connectWorker, temporalTarget } from './connect';
+import { connectClient, connectWorker, quietWorkerLogs, temporalTarget } from './connect';
 import { initRepo } from './init';
 import { provision } from './provision';
 import { serverAnswers, startDevServer, type DevServer } from './server';
@@ -21,7 +21,7 @@ const TIMEOUT_MS = 2 * 60_000;
 
 export async function demo(log: (line: string) => void = console.log): Promise<void> {
   const started = Date.now();
-  Runtime.install({ logger: new DefaultLogger('WARN') }); // the demo prints rows, not worker chatter
+  quietWorkerLogs();
   const { pythonBin } = await provision(log);
   const target = temporalTarget();
   let server: DevServer | null = null;

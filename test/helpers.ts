@@ -1,6 +1,6 @@
 // Shared fixtures for the integration tests: a real dev server, real git repos, the real CLI.
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, type NativeConnection, type Worker } from '@temporalio/worker';
+import type { NativeConnection, Worker } from '@temporalio/worker';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { createGpuWorker, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { quietWorkerLogs } from '../scripts/connect';
 import { temporalCli } from '../scripts/provision';
 
 export const ROOT = join(__dirname, '..');
@@ -16,7 +17,7 @@ export const CLI = join(ROOT, 'scripts', 'autoresearch.js');
 let quiet = false;
 /** Worker chatter off: test output should be the test runner's. */
 export function quietWorkers(): void {
-  if (!quiet) Runtime.install({ logger: new DefaultLogger('WARN') });
+  if (!quiet) quietWorkerLogs();
   quiet = true;
 }
 
