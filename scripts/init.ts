@@ -1,12 +1,11 @@
 // `autoresearch init --target NAME PATH`: a ready-to-run research repo from a shipped target.
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { git } from '../activities/git';
 import { PROGRAM_FILE, RESULTS_JSONL, RESULTS_TSV } from '../workflows/types';
 import { UserError } from './errors';
-import { pythonEnv, targetPackages } from './provision';
+import { pythonEnv, run, targetPackages } from './provision';
 
 const TARGETS_DIR = join(__dirname, '..', 'gpu-worker', 'targets');
 const DEFAULT_PROGRAM = join(__dirname, '..', PROGRAM_FILE);
@@ -37,14 +36,10 @@ export async function initRepo(target: string, path: string, log: (line: string)
 }
 
 /** Runs the target's prepare step once, so the first experiment does not pay for it. */
-function prepare(repo: string, pythonBin: string, log: (line: string) => void): Promise<void> {
-  if (!existsSync(join(repo, 'prepare.py'))) return Promise.resolve();
-  return new Promise((done, fail) => {
-    const child = spawn('python', ['prepare.py'], { cwd: repo, env: { ...process.env, PATH: `${pythonBin}:${process.env.PATH}` } });
-    child.stdout.on('data', (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => log(`  ${l}`)));
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', fail);
-    child.on('close', (code) => (code === 0 ? done() : fail(new UserError(`prepare.py failed in ${repo}: ${stderr.trim().split('\n').pop()}`))));
+async function prepare(repo: string, pythonBin: string, log: (line: string) => void): Promise<void> {
+  if (!existsSync(join(repo, 'prepare.py'))) return;
+  const env = { ...process.env, PATH: `${pythonBin}:${process.env.PATH}` };
+  await run('python', ['prepare.py'], log, { cwd: repo, env }).catch((err: Error) => {
+    throw new UserError(`prepare.py failed in ${repo} (${err.message}); its output is above`);
   });
 }

@@ -26,9 +26,9 @@ function onPath(name: string): string | null {
 }
 
 /** Runs a command, passing its output through as progress; rejects on a non-zero exit. */
-function run(cmd: string, args: string[], log: Log, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+export function run(cmd: string, args: string[], log: Log, opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<void> {
   return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => log(`  ${l}`));
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
@@ -67,7 +67,7 @@ async function goInstall(log: Log): Promise<void> {
   const started = Date.now();
   const ticker = setInterval(() => log(`  still building the Temporal CLI… ${Math.round((Date.now() - started) / 1000)}s`), 30_000);
   try {
-    await run(go, ['install', TEMPORAL_CLI_MODULE], log, { ...process.env, GOBIN: gobin });
+    await run(go, ['install', TEMPORAL_CLI_MODULE], log, { env: { ...process.env, GOBIN: gobin } });
   } finally {
     clearInterval(ticker);
   }

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { statusQuery } from '../workflows';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT } from '../workflows/search-attributes';
-import { RESULTS_TSV, workflowIdFor, type Heartbeat, type RunState, type StatusView } from '../workflows/types';
+import { RESULTS_TSV, trainingActivityId, workflowIdFor, type Heartbeat, type RunState, type StatusView } from '../workflows/types';
 import { parseTag } from './args';
 import { UserError } from './errors';
 import { alignTsv, DEFAULT_WATCH_WIDTH, renderWatch } from './watch';
@@ -54,9 +54,9 @@ export async function fetchStatus(client: Client, tag: string): Promise<StatusVi
   const heartbeats = new Map<string, Heartbeat>();
   for (const pending of description.raw.pendingActivities ?? []) {
     const payload = pending.heartbeatDetails?.payloads?.[0];
-    if (pending.activityId && payload) heartbeats.set(pending.activityId.replace(/-train$/, ''), defaultPayloadConverter.fromPayload(payload));
+    if (pending.activityId && payload) heartbeats.set(pending.activityId, defaultPayloadConverter.fromPayload(payload));
   }
-  return { ...view, inFlight: view.inFlight.map((lane) => ({ ...lane, heartbeat: heartbeats.get(lane.id) ?? null })) };
+  return { ...view, inFlight: view.inFlight.map((lane) => ({ ...lane, heartbeat: heartbeats.get(trainingActivityId(lane.id)) ?? null })) };
 }
 
 /** `status --json`: exactly the documented object, so scripts can rely on its shape. */

@@ -25,6 +25,7 @@ import {
   CONTROL_QUEUE,
   GPU_QUEUE,
   experimentId,
+  trainingActivityId,
   workflowIdFor,
   type Best,
   type ExperimentRecord,
@@ -283,7 +284,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   async function train(input: Parameters<TrainingActivities['train']>[0]): Promise<TrainingResult> {
     const gpu = proxyActivities<TrainingActivities>({
       taskQueue: GPU_QUEUE,
-      activityId: `${input.experimentId}-train`,
+      activityId: trainingActivityId(input.experimentId),
       startToCloseTimeout: input.timeoutMs + TRAIN_GRACE_MS,
       heartbeatTimeout: HEARTBEAT_TIMEOUT,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

@@ -128,6 +128,11 @@ export function workflowIdFor(tag: string): string {
   return WORKFLOW_ID_PREFIX + tag;
 }
 
+/** The training activity's id: what `status` looks for among the server's pending activities. */
+export function trainingActivityId(experimentId: string): string {
+  return `${experimentId}-train`;
+}
+
 export function experimentId(tag: string, n: number): string {
   return `${tag}-${n}`;
 }
