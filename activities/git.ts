@@ -99,3 +99,23 @@ export async function refsUnder(repo: string, prefix: string): Promise<string[]>
   const out = await git(repo).raw(['for-each-ref', '--format=%(objectname)', prefix]);
   return out.split('\n').filter(Boolean);
 }
+
+/**
+ * What names a research repo across its clones: its root commit (the oldest, when history has
+ * several). The GPU queue is derived from it, so a training only reaches a worker holding its repo.
+ */
+export async function rootCommit(repo: string, rev = 'HEAD'): Promise<string> {
+  const roots = (await git(repo).raw(['rev-list', '--max-parents=0', rev])).split('\n').filter(Boolean);
+  return roots.sort()[0];
+}
+
+/** The tree a commit points at: two commits with the same tree hold the same files. */
+export async function treeOf(repo: string, commit: string): Promise<string> {
+  return (await git(repo).raw(['rev-parse', `${commit}^{tree}`])).trim();
+}
+
+/** Deletes every ref matching `pattern` (a for-each-ref pattern); nothing to delete is fine. */
+export async function deleteRefs(repo: string, pattern: string): Promise<void> {
+  const refs = (await git(repo).raw(['for-each-ref', '--format=%(refname)', pattern])).split('\n').filter(Boolean);
+  for (const ref of refs) await git(repo).raw(['update-ref', '-d', ref]);
+}

@@ -1,8 +1,20 @@
 // The control worker's activities: everything the research loop does to the research repo.
-// Each is safe to run twice: Temporal retries an activity whose worker died mid-way.
+// Those that write (commits, refs, rows) check what a previous attempt left, so a retry after a worker
+// died mid-way neither duplicates nor contradicts it; proposing may call the LLM again (its tokens count).
 import { ApplicationFailure } from '@temporalio/common';
-import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX, experimentId, type ExperimentRecord, type Proposal, type RunConfig, type RunSetup } from '../workflows/types';
-import { blobIdsAt, commitFiles, compareAndSwapRef, readFileAt, refsUnder, resolve, treeEntries } from './git';
+import {
+  BRANCH_PREFIX,
+  CANDIDATE_REF_PREFIX,
+  experimentId,
+  gpuQueueFor,
+  type Edit,
+  type ExperimentRecord,
+  type Proposal,
+  type RunConfig,
+  type RunSetup,
+} from '../workflows/types';
+import { applyEdits, describeChange, InvalidAnswer, validateCandidate } from './edits';
+import { blobIdsAt, commitFiles, compareAndSwapRef, deleteRefs, readFileAt, refsUnder, resolve, rootCommit, treeEntries, treeOf } from './git';
 import { harnessDigest } from './harness';
 import { RepoError, branchOf, checkRepo } from './repo';
 import { proposeWithLlm } from './llm';
@@ -11,11 +23,30 @@ import { findHyperparameters, proposeSweep } from './sweep';
 
 export interface ProposeInput {
   config: RunConfig;
-  experimentId: string;
-  n: number;
+  key: number; // the proposal's number in the run (proposals get experiment numbers only when they train)
   parent: string; // the best commit
   crashed?: { experimentId: string; commit: string }; // the llm proposer may fix it instead
+  inFlight: string[]; // descriptions of what is training or queued now: not to be duplicated
+  tokenAllowance?: number; // what this proposal may spend of the night's token budget
 }
+
+export interface CommitProposalInput {
+  config: RunConfig;
+  key: number;
+  parent: string;
+  description: string;
+  files: Record<string, string>;
+}
+
+export interface RebaseInput {
+  config: RunConfig;
+  key: number;
+  onto: string; // the new best
+  description: string;
+  edits: Edit[];
+}
+
+export type Rebased = { ok: true; commit: string; files: Record<string, string>; change: string } | { ok: false; reason: string };
 
 export interface CommitInput {
   config: RunConfig;
@@ -32,6 +63,8 @@ export interface RecordInput {
 }
 
 const candidateRef = (tag: string, id: string) => `${CANDIDATE_REF_PREFIX}${tag}/${id}`;
+// A proposal's ref names its parent too: the same proposal rebased onto a new best is a new commit.
+const proposalRef = (tag: string, key: number, parent: string) => `${CANDIDATE_REF_PREFIX}${tag}/proposals/${key}-${parent.slice(0, 12)}`;
 const branchRef = (tag: string) => `refs/heads/${BRANCH_PREFIX}${tag}`;
 
 /** Deterministic problems are not retried: a retry would only fail the same way. */
@@ -55,7 +88,8 @@ export async function prepareRun(config: RunConfig): Promise<RunSetup> {
     }
     // The baseline is experiment 0: its ref makes it one of the configurations the sweep never repeats.
     await compareAndSwapRef(config.repo, candidateRef(config.tag, experimentId(config.tag, 0)), base, null);
-    return { baseCommit: base, harnessDigest: harnessDigest(await treeEntries(config.repo, base), config.editable) };
+    const digest = harnessDigest(await treeEntries(config.repo, base), config.editable);
+    return { baseCommit: base, harnessDigest: digest, gpuQueue: gpuQueueFor(await rootCommit(config.repo, base)) };
   });
 }
 
@@ -69,41 +103,83 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
   return input.config.proposer === 'llm' ? proposeByLlm(input) : proposeBySweep(input);
 }
 
-async function proposeByLlm({ config, parent, crashed }: ProposeInput): Promise<Proposal> {
-  const records = await readRecords(config.repo);
+async function proposeByLlm({ config, key, parent, crashed, inFlight, tokenAllowance }: ProposeInput): Promise<Proposal> {
+  const records = await userFacing(() => readRecords(config.repo, config.tag));
   const crashedRecord = crashed && records.find((r) => r.id === crashed.experimentId);
   return proposeWithLlm({
     config,
+    key,
     best: { commit: parent, files: await readEditable(config, parent) },
     crashed: crashedRecord && { record: crashedRecord, files: await readEditable(config, crashed!.commit) },
     records,
+    inFlight,
+    tokenAllowance,
   });
 }
 
-async function proposeBySweep({ config, n, parent }: ProposeInput): Promise<Proposal> {
+async function proposeBySweep({ config, key, parent }: ProposeInput): Promise<Proposal> {
   const files = await readEditable(config, parent);
   const path = config.editable.find((p) => findHyperparameters(files[p]).length > 0);
-  if (!path) return { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0 };
+  if (!path) return { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0, final: true };
+  // Every candidate and queued proposal of the run: the sweep never repeats a configuration.
   const candidates = await refsUnder(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/`);
   const tried = new Set(await blobIdsAt(config.repo, candidates, path));
-  const change = proposeSweep(files[path], config.seed, n, tried);
-  if (!change) return { ok: false, reason: 'sweep exhausted: every single-parameter step from the best was tried', tokens: 0 };
-  return { ok: true, description: change.description, files: { ...files, [path]: change.content }, tokens: 0 };
+  const change = proposeSweep(files[path], config.seed, key, tried);
+  if (!change) return { ok: false, reason: 'sweep exhausted: every single-parameter step from the best was tried', tokens: 0, final: true };
+  const after = { ...files, [path]: change.content };
+  const edits = [{ path, ...change.edit }];
+  return { ok: true, description: change.description, files: after, edits, change: describeChange(files, after), tokens: 0 };
+}
+
+/** Commits a validated proposal on its parent, under a ref of its own, so the sweep sees it as tried. */
+export async function commitProposal({ config, key, parent, description, files }: CommitProposalInput): Promise<string> {
+  return commitOnce(config, proposalRef(config.tag, key, parent), parent, files, `${description}\n\nProposal: ${key}\n`);
+}
+
+/** Re-applies a queued proposal's edits on the new best: the same search/replace, validated again. */
+export async function rebaseProposal({ config, key, onto, description, edits }: RebaseInput): Promise<Rebased> {
+  const before = await readEditable(config, onto);
+  let files: Record<string, string>;
+  try {
+    files = applyEdits(before, edits, config.editable);
+    validateCandidate(before, files);
+  } catch (err) {
+    if (!(err instanceof InvalidAnswer)) throw err;
+    // Dropped: its refs go, so the sweep may propose the same configuration again from the new best.
+    await deleteRefs(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/proposals/${key}-*`);
+    return { ok: false, reason: err.message.split('\n')[0] };
+  }
+  const commit = await commitOnce(config, proposalRef(config.tag, key, onto), onto, files, `${description}\n\nProposal: ${key}\n`);
+  return { ok: true, commit, files, change: describeChange(before, files) };
+}
+
+/**
+ * A commit of `files` on `parent` at `ref`, made once. A retry finds the ref; a ref holding other content
+ * (the repo was reset and the experiment ids reused) is refused by name rather than trained as if it were this.
+ */
+async function commitOnce(config: RunConfig, ref: string, parent: string, files: Record<string, string>, message: string): Promise<string> {
+  const commit = await commitFiles(config.repo, parent, files, message);
+  const existing = await resolve(config.repo, ref);
+  if (existing === null) {
+    await compareAndSwapRef(config.repo, ref, commit, null);
+    return (await resolve(config.repo, ref))!;
+  }
+  if (existing !== commit && (await treeOf(config.repo, existing)) !== (await treeOf(config.repo, commit))) {
+    throw ApplicationFailure.nonRetryable(
+      `${ref} already exists with other content (${existing.slice(0, 7)}): was the repo reset under a running tag? Start a new tag`,
+      'RepoError',
+    );
+  }
+  return existing;
 }
 
 export async function commitCandidate({ config, experimentId, parent, description, files }: CommitInput): Promise<string> {
-  const ref = candidateRef(config.tag, experimentId);
-  const existing = await resolve(config.repo, ref);
-  if (existing) return existing; // a retry after the ref was written: same candidate, no duplicate
-  const message = `${description}\n\nExperiment-Id: ${experimentId}\n`;
-  const commit = await commitFiles(config.repo, parent, files, message);
-  await compareAndSwapRef(config.repo, ref, commit, null);
-  return (await resolve(config.repo, ref))!;
+  return commitOnce(config, candidateRef(config.tag, experimentId), parent, files, `${description}\n\nExperiment-Id: ${experimentId}\n`);
 }
 
 /** The row first, then the branch: a failed move never loses the experiment's row. */
 export async function recordExperiment({ config, record, move }: RecordInput): Promise<void> {
-  await appendRecord(config.repo, record);
+  await userFacing(() => appendRecord(config.repo, config.tag, record));
   if (move && !(await compareAndSwapRef(config.repo, branchRef(config.tag), move.to, move.from))) {
     const found = await resolve(config.repo, branchRef(config.tag));
     throw ApplicationFailure.nonRetryable(
@@ -113,5 +189,5 @@ export async function recordExperiment({ config, record, move }: RecordInput): P
   }
 }
 
-export const controlActivities = { prepareRun, readEditable, propose, commitCandidate, recordExperiment };
+export const controlActivities = { prepareRun, readEditable, propose, commitProposal, rebaseProposal, commitCandidate, recordExperiment };
 export type ControlActivities = typeof controlActivities;

@@ -12,8 +12,10 @@ export interface Hyperparameter {
 }
 
 export interface SweepChange {
-  description: string;
-  content: string;
+  description: string; // e.g. `WEIGHT_DECAY 0.01 -> 0.02`
+  change: string; // what changed: the same text, computed from the file
+  content: string; // the whole file after the change
+  edit: { search: string; replace: string }; // the changed line, unique in the file: re-applies on a newer best
 }
 
 const ASSIGNMENT = /^([A-Z][A-Z0-9_]*)[ \t]*=[ \t]*([0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?)[ \t]*(?=#|$)/gm;
@@ -31,12 +33,18 @@ export function findHyperparameters(source: string): Hyperparameter[] {
   return found;
 }
 
-/** The values one step up and down: ints stay ≥ 1, fractions in (0,1) halve their distance to 0 or 1. */
+/**
+ * The values one step up and down, in proportion to the value: ×factor and ÷factor, integers staying
+ * ≥ 1. A fraction in (0,1) is taken to be bounded by 1: up to one half it scales like any number (a
+ * step that would reach 1 is dropped), above one half its distance to 1 scales instead (BETA2 0.99 →
+ * 0.995 or 0.98), so it never leaves (0,1) and never jumps across its range.
+ */
 export function steps(p: Hyperparameter, factor: number): number[] {
   let values: number[];
   if (p.isInt) values = [p.value * factor, Math.max(1, Math.round(p.value / factor))].filter(Number.isSafeInteger);
-  else if (p.value < 1) values = [p.value / factor, 1 - (1 - p.value) / factor];
-  else values = [p.value * factor, p.value / factor];
+  else if (p.value >= 1) values = [p.value * factor, p.value / factor];
+  else if (p.value <= 0.5) values = [p.value * factor, p.value / factor].filter((v) => v < 1);
+  else values = [1 - (1 - p.value) / factor, 1 - (1 - p.value) * factor].filter((v) => v > 0);
   return [...new Set(values)].filter((v) => v !== p.value);
 }
 
@@ -74,6 +82,29 @@ function shuffled<T>(items: T[], next: () => number): T[] {
   return out;
 }
 
+function occurrences(text: string, part: string): number {
+  let count = 0;
+  for (let at = text.indexOf(part); at !== -1; at = text.indexOf(part, at + 1)) count++;
+  return count;
+}
+
+/**
+ * The search/replace that turns `source` into `content`, where they differ in [start, end) of
+ * `source`: the whole lines around it, widened by a line at a time until the search text is unique.
+ */
+export function lineEdit(source: string, content: string, start: number, end: number): { search: string; replace: string } {
+  let from = source.lastIndexOf('\n', start - 1) + 1;
+  let to = source.indexOf('\n', end);
+  if (to === -1) to = source.length;
+  while (occurrences(source, source.slice(from, to)) > 1) {
+    if (from > 0) from = from === 1 ? 0 : source.lastIndexOf('\n', from - 2) + 1;
+    else if (to < source.length) to = source.indexOf('\n', to + 1) === -1 ? source.length : source.indexOf('\n', to + 1);
+    else break;
+  }
+  const grown = content.length - source.length;
+  return { search: source.slice(from, to), replace: content.slice(from, to + grown) };
+}
+
 /**
  * One untried single-parameter change of `source`, or null when every change in reach was tried.
  * `tried` holds git blob ids of this file in every candidate so far.
@@ -88,7 +119,8 @@ export function proposeSweep(source: string, seed: number, n: number, tried: Set
       if (Number(literal) === p.value) continue;
       const content = source.slice(0, p.start) + literal + source.slice(p.start + p.literal.length);
       if (tried.has(gitBlobId(Buffer.from(content)))) continue;
-      return { description: `${p.name} ${p.literal} -> ${literal}`, content };
+      const description = `${p.name} ${p.literal} -> ${literal}`;
+      return { description, change: description, content, edit: lineEdit(source, content, p.start, p.start + p.literal.length) };
     }
   }
   return null;

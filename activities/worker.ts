@@ -1,7 +1,8 @@
 // The control worker: runs the research workflow and the activities that own the research repo.
 import { bundleWorkflowCode, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { CONTROL_QUEUE } from '../workflows/types';
-import { controlActivities } from './index';
+import { controlActivities, type RecordInput } from './index';
+import { formatScore } from './results';
 
 let bundle: Promise<WorkflowBundle> | undefined;
 
@@ -13,12 +14,18 @@ export function workflowBundle(): Promise<WorkflowBundle> {
 
 const quietBundler = { trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error, log() {} };
 
-export async function createControlWorker(connection: NativeConnection, namespace: string): Promise<Worker> {
+/** `log`: one line per recorded experiment, as in results.tsv (the `worker` verb prints them; tests need not). */
+export async function createControlWorker(connection: NativeConnection, namespace: string, log?: (line: string) => void): Promise<Worker> {
+  const recordExperiment = async (input: RecordInput) => {
+    await controlActivities.recordExperiment(input);
+    const r = input.record;
+    log?.(`${r.id}\t${(r.commit ?? '0000000').slice(0, 7)}\t${formatScore(r.valBpb)}\t${r.status}\t${r.description}`);
+  };
   return Worker.create({
     connection,
     namespace,
     taskQueue: CONTROL_QUEUE,
     workflowBundle: await workflowBundle(),
-    activities: controlActivities,
+    activities: { ...controlActivities, recordExperiment },
   });
 }

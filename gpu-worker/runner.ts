@@ -1,6 +1,6 @@
 // Runs a shell command as its own process group with a hard timeout, streaming its output to a
 // progress callback and keeping only a bounded tail, so gigabytes of output cost no memory.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 
@@ -13,7 +13,7 @@ export interface RunOptions {
   env: Record<string, string>;
   timeoutMs: number;
   signal?: AbortSignal; // aborting kills the process group
-  noNetwork?: boolean; // run in a network namespace of its own (Linux unshare): no network at all
+  box?: string[]; // argv the command runs inside, e.g. bwrap and its arguments (gpu-worker/sandbox.ts)
   onLine?: (line: string) => void;
 }
 
@@ -25,16 +25,15 @@ export interface RunOutcome {
   tail: string;
 }
 
-/** Whether this host can run a command in a network namespace of its own (what `noNetwork` needs). */
-export function canIsolateNetwork(): boolean {
-  const args = process.getuid?.() === 0 ? ['--net', 'true'] : ['--net', '--map-root-user', 'true'];
-  return spawnSync('unshare', args).status === 0;
-}
-
 export function runCommand(command: string, opts: RunOptions): Promise<RunOutcome> {
   const started = Date.now();
   // detached: the guard leads a new process group, so one kill reaches everything the command started.
-  const child = spawn('bash', [GUARD, command, opts.noNetwork ? 'no-network' : ''], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('bash', [GUARD, command, ...(opts.box ?? [])], {
+    cwd: opts.cwd,
+    env: opts.env,
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let tail = '';
   let timedOut = false;
   let aborted = false;

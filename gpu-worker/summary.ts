@@ -10,7 +10,8 @@ export function parseProgress(line: string): Omit<Heartbeat, 'elapsed'> | null {
   const m = PROGRESS.exec(line);
   if (!m) return null;
   const loss = m[3] === undefined ? undefined : Number(m[3]);
-  return { step: Number(m[1]), percent: Number(m[2]), ...(loss !== undefined && Number.isFinite(loss) ? { loss } : {}) };
+  const lossIfFinite = loss !== undefined && Number.isFinite(loss) ? { loss } : {};
+  return { step: Number(m[1]), percent: Number(m[2]), ...lossIfFinite };
 }
 
 export interface Summary {

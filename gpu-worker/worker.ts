@@ -1,8 +1,14 @@
-// Training slots on the `gpu` task queue: each slot runs at most one training at a time, pinned to
-// its own GPU when it has one.
+// Training slots on the task queue of one research repo: each slot runs at most one training at a
+// time, pinned to its own GPU when it has one, every training in its own box.
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { spawnSync } from 'node:child_process';
-import { GPU_QUEUE } from '../workflows/types';
+import { stat } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import { git, resolve, rootCommit } from '../activities/git';
+import { RepoError } from '../activities/repo';
+import { gpuQueueFor } from '../workflows/types';
+import { realPath, sandboxProblem } from './sandbox';
+import { sweepScratch } from './scratch';
 import { createTrainingActivities, slotName, type Slot } from './training';
 
 export interface GpuWorkerOptions {
@@ -10,7 +16,9 @@ export interface GpuWorkerOptions {
   slots: number; // CPU slots, when no GPUs are given
   gpus?: string[]; // one slot per GPU index
   pathPrefix?: string;
-  noNetwork?: boolean;
+  sandbox?: boolean; // default true; false (--no-sandbox) runs proposed code unconfined
+  network?: boolean; // default false; true (--network) lets trainings reach the network and this host's loopback
+  log?: (line: string) => void; // what the worker does at start (scratch swept)
 }
 
 export function slotsFor(opts: GpuWorkerOptions): Slot[] {
@@ -20,17 +28,39 @@ export function slotsFor(opts: GpuWorkerOptions): Slot[] {
     checkout: opts.checkout,
     cudaVisibleDevices: opts.gpus?.[i],
     pathPrefix: opts.pathPrefix,
-    noNetwork: opts.noNetwork,
+    sandbox: opts.sandbox !== false,
+    network: Boolean(opts.network),
   }));
 }
 
+/**
+ * The task queue of the trainings of the repo the checkout holds, after checking that it is one:
+ * the top of a git repository with at least one commit. Any clone of the repo names the same queue.
+ */
+export async function gpuQueueOf(checkout: string): Promise<string> {
+  const kind = await stat(checkout).then((s) => (s.isDirectory() ? 'dir' : 'file'), () => null);
+  const refuse = (why: string) => new RepoError(`gpu-worker --repo: ${checkout} ${why}`);
+  if (kind === null) throw refuse('does not exist');
+  if (kind === 'file') throw refuse('is a file, not a clone of the research repo');
+  const top = await git(checkout).raw(['rev-parse', '--show-toplevel']).then((s) => s.trim(), () => null);
+  if (top === null) throw refuse('is not a git repository (clone the research repo there)');
+  if (resolvePath(top) !== realPath(checkout)) throw refuse(`is inside the git repository ${top}, not its top`);
+  if (!(await resolve(checkout, 'HEAD'))) throw refuse('has no commits yet');
+  return gpuQueueFor(await rootCommit(checkout));
+}
+
 /** One Temporal worker for all the host's slots: the SDK allows one worker per task queue per process. */
-export async function createGpuWorker(connection: NativeConnection, namespace: string, opts: GpuWorkerOptions): Promise<Worker> {
+export async function createGpuWorker(connection: NativeConnection, namespace: string, opts: GpuWorkerOptions) {
+  const taskQueue = await gpuQueueOf(opts.checkout);
+  const problem = opts.sandbox === false ? null : sandboxProblem();
+  if (problem) throw new Error(problem);
+  const swept = await sweepScratch();
+  if (swept.length) opts.log?.(`removed the scratch directories of ${swept.length} dead worker(s): ${swept.join(' ')}`);
   const slots = slotsFor(opts);
   return Worker.create({
     connection,
     namespace,
-    taskQueue: GPU_QUEUE,
+    taskQueue,
     activities: createTrainingActivities(slots),
     maxConcurrentActivityTaskExecutions: slots.length, // one training per slot: a GPU is never shared
     maxHeartbeatThrottleInterval: '2 seconds', // progress in the UI and `status` stays fresh

@@ -4,15 +4,42 @@ import { UserError } from './errors';
 
 export type Flags = Record<string, string | boolean | undefined>;
 
-/** Parses `argv` for one verb; unknown flags and missing values are user errors. */
+/** Parses `argv` for one verb; unknown flags (with the nearest known one) and missing values are user errors. */
 export function parseFlags(verb: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>): { flags: Flags; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { flags: values as Flags, positionals };
   } catch (err) {
     const message = (err as Error).message.split('\n')[0].replace(/\. To specify a positional argument.*$/, '');
-    throw new UserError(`${verb}: ${message}`);
+    const unknown = /^Unknown option '(--?[^'=]+)/.exec(message)?.[1];
+    if (!unknown) throw new UserError(`${verb}: ${message}`);
+    const guess = nearest(unknown.replace(/^-+/, ''), Object.keys(options));
+    const hint = guess ? `did you mean --${guess}?` : `see npx autoresearch ${verb} --help`;
+    throw new UserError(`${verb}: Unknown option '${unknown}' (${hint})`);
   }
+}
+
+/** The known name closest to a mistyped one, if it is close: a prefix of it, or a few edits away. */
+export function nearest(typed: string, known: string[]): string | null {
+  let best: { name: string; distance: number } | null = null;
+  for (const name of known) {
+    const distance = name.startsWith(typed) || typed.startsWith(name) ? 1 : editDistance(typed, name);
+    if (!best || distance < best.distance) best = { name, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(best.name.length / 4)) ? best.name : null;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions each count one. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length];
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
@@ -38,9 +65,10 @@ export function parseCount(flag: string, text: string, min = 1): number {
   return Number(text);
 }
 
-export function parseNumber(flag: string, text: string, min = 0): number {
+export function parseNumber(flag: string, text: string, min = 0, max = Infinity): number {
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < min) throw new UserError(`${flag}: "${text}" is not a number ≥ ${min}`);
+  const range = max === Infinity ? `≥ ${min}` : `from ${min} to ${max}`;
+  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) throw new UserError(`${flag}: "${text}" is not a number ${range}`);
   return value;
 }
 

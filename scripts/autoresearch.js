@@ -1,4 +1,12 @@
 #!/usr/bin/env node
-// The `autoresearch` command: runs the TypeScript CLI through tsx, so there is no build step.
-require('tsx/cjs');
-require('./cli.ts');
+// The `autoresearch` command. It runs the CLI compiled in build/ when that build was made from the
+// sources as they are now (rebuilding it first when they changed: see build.js), so a command starts
+// in a fraction of a second; where no build can be made it compiles the sources on the fly with tsx.
+const { freshCli } = require('./build.js');
+const compiled = freshCli();
+if (compiled) {
+  require(compiled);
+} else {
+  require('tsx/cjs');
+  require('./cli.ts');
+}

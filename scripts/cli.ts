@@ -1,38 +1,51 @@
-// `npx autoresearch <verb>`: a thin layer over the modules that do the work.
-import { Connection } from '@temporalio/client';
+// `npx autoresearch <verb>`: a thin layer over the modules that do the work. Each verb imports what it
+// needs when it runs, so `--help` or `status` never loads the worker's native addon, webpack or Vega.
 import type { NativeConnection } from '@temporalio/worker';
 import { resolve } from 'node:path';
-import { RepoError } from '../activities/repo';
-import { createControlWorker } from '../activities/worker';
-import { canIsolateNetwork } from '../gpu-worker/runner';
-import { createGpuWorker, detectGpus, slotsFor } from '../gpu-worker/worker';
-import { CONTROL_QUEUE, GPU_QUEUE } from '../workflows/types';
+import { CONTROL_QUEUE } from '../workflows/types';
 import { parseCount, parseFlags, required } from './args';
-import { connectClient, connectWorker, temporalTarget } from './connect';
-import { demo } from './demo';
 import { UserError } from './errors';
-import { initRepo } from './init';
-import { provision, pythonEnv } from './provision';
-import { pauseRun, resumeRun, runConfigFrom, START_OPTIONS, startRun, stopRun, uiLink } from './runs';
-import { registerSearchAttributes, startDevServer } from './server';
-import { writeReport } from './report';
-import { fetchStatus, repoOf, resultsTable, statusJson, watchStatus } from './status';
-import { DEFAULT_WATCH_WIDTH, renderWatch } from './watch';
 
-const USAGE = `usage: npx autoresearch <verb>
-  demo                                   a short study on the tiny target, end to end (npm start)
-  server [--db FILE] [--port 7233] [--ui-port 8233]
-  worker                                 the control worker
-  gpu-worker --repo PATH [--slots N | --gpus 0,1 | --gpus all] [--no-network]
-  init --target tiny PATH
-  start --repo PATH --tag TAG [--proposer llm|sweep] [--model NAME] [--max-experiments N] [--until 07:30]
-        [--timeout 5m] [--budget SECONDS] [--parallel P] [--command CMD] [--editable a.py,b.py] [--seed N]
-        [--min-improvement X] [--max-tokens-total N] [--llm-timeout 2m]
-  status TAG [--json] [--watch]
-  pause TAG | resume TAG | stop TAG [--cancel]
-  results TAG [--repo PATH]
-  report TAG [--repo PATH]                a progress chart (SVG, PNG) and a summary, written to the repo's report/
-  provision                              build or find the Temporal CLI and the Python environment`;
+/** Each verb's arguments and what it does: `--help` prints them all, `<verb> --help` its own. */
+const USAGE: Record<string, { args: string; about: string }> = {
+  demo: { args: '', about: 'a short study on the tiny target, end to end (npm start)' },
+  server: { args: '[--db FILE] [--port 7233] [--ui-port PORT+1000]', about: 'the local Temporal dev server and Web UI, history in a SQLite file' },
+  worker: { args: '', about: 'the control worker (proposals, git, results); registers the search attributes' },
+  'gpu-worker': { args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network] [--no-sandbox]', about: 'training slots for the runs on that repo' },
+  init: { args: '--target tiny PATH', about: 'a research repo from a shipped target, data prepared' },
+  'try-model': {
+    args: '--model NAME [--experiments 3] [--repo PATH] [--temperature X] [--llm-max-tokens N] [--llm-timeout 10m]',
+    about: 'before a night: a few proposals on a scratch copy, with parse rate, crash rate, latency, tokens, verdict',
+  },
+  start: {
+    args: [
+      '--repo PATH --tag TAG [--proposer llm|sweep] [--model NAME] [--max-experiments N] [--until 07:30]',
+      '[--timeout 5m] [--budget SECONDS] [--parallel P] [--ahead N] [--command CMD] [--editable a.py,b.py] [--seed N]',
+      '[--min-improvement X] [--max-proposer-failures N] [--history-size N]',
+      '[--temperature X] [--llm-max-tokens N] [--max-tokens-total N] [--llm-timeout 2m]',
+    ].join('\n        '),
+    about: 'start a study',
+  },
+  status: { args: 'TAG [--json] [--watch]', about: 'state, best, counts, experiments in flight' },
+  pause: { args: 'TAG', about: 'experiments in flight finish, nothing new starts' },
+  resume: { args: 'TAG', about: 'go on after a pause' },
+  stop: { args: 'TAG [--cancel]', about: 'finish (or cancel) the experiments in flight, then end the run' },
+  results: { args: 'TAG [--repo PATH]', about: 'the results table' },
+  report: { args: 'TAG [--repo PATH]', about: 'a progress chart (SVG, PNG) and a summary, written to results/TAG/report/' },
+  provision: { args: '', about: 'find or fetch the Temporal CLI, and make the Python environment' },
+};
+
+const ABOUT_COLUMN = 42;
+
+function usage(verb?: string): string {
+  if (verb && USAGE[verb]) return `usage: npx autoresearch ${`${verb} ${USAGE[verb].args}`.trimEnd()}\n  ${USAGE[verb].about}`;
+  const lines = Object.entries(USAGE).map(([name, { args, about }]) => {
+    const head = `  ${name} ${args}`.trimEnd();
+    const room = ABOUT_COLUMN - head.split('\n').at(-1)!.length;
+    return room > 0 ? `${head}${' '.repeat(room)}${about}` : `${head}\n${' '.repeat(ABOUT_COLUMN)}${about}`;
+  });
+  return `usage: npx autoresearch <verb>   (npx autoresearch <verb> --help: that verb alone)\n${lines.join('\n')}`;
+}
 
 type Verb = (argv: string[]) => Promise<void>;
 
@@ -48,18 +61,31 @@ async function serveWorkers(connection: NativeConnection, make: () => Promise<{ 
   await connection.close();
 }
 
-const verbs: Record<string, Verb> = {
-  demo: async () => demo(),
+async function connectedClient() {
+  const { connectClient } = await import('./connect');
+  return connectClient();
+}
 
-  provision: async () => void (await provision()),
+const verbs: Record<string, Verb> = {
+  async demo(argv) {
+    parseFlags('demo', argv, {});
+    await (await import('./demo')).demo();
+  },
+
+  async provision(argv) {
+    parseFlags('provision', argv, {});
+    await (await import('./provision')).provision();
+  },
 
   async server(argv) {
+    const { startDevServer } = await import('./server');
     const { flags } = parseFlags('server', argv, { db: { type: 'string' }, port: { type: 'string' }, 'ui-port': { type: 'string' } });
     const port = flags.port === undefined ? 7233 : parseCount('--port', flags.port as string);
     const uiPort = flags['ui-port'] === undefined ? port + 1000 : parseCount('--ui-port', flags['ui-port'] as string);
     const db = resolve((flags.db as string | undefined) ?? '.autoresearch/temporal.db');
     const server = await startDevServer({ db, port, uiPort });
-    console.log(`temporal server: ${server.address}\nweb ui:          ${server.uiUrl}\nhistory:         ${db}\n(Ctrl-C stops it; start it again on the same file to resume)`);
+    console.log(`temporal server: ${server.address}\nweb ui:          ${server.uiUrl}\nhistory:         ${db}`);
+    console.log('(Ctrl-C stops it; start it again on the same file to resume)');
     const stop = () => void server.stop();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -68,6 +94,10 @@ const verbs: Record<string, Verb> = {
 
   async worker(argv) {
     parseFlags('worker', argv, {});
+    const { Connection } = await import('@temporalio/client');
+    const { createControlWorker } = await import('../activities/worker');
+    const { connectWorker, temporalTarget } = await import('./connect');
+    const { registerSearchAttributes } = await import('./server');
     const target = temporalTarget();
     const connection = await connectWorker(target);
     const client = await Connection.connect(target.options);
@@ -78,46 +108,69 @@ const verbs: Record<string, Verb> = {
   },
 
   async 'gpu-worker'(argv) {
-    const { flags } = parseFlags('gpu-worker', argv, { repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' }, 'no-network': { type: 'boolean' } });
+    const { createGpuWorker, detectGpus, gpuQueueOf, slotsFor } = await import('../gpu-worker/worker'); // lazy imports: see the top
+    const { sandboxProblem } = await import('../gpu-worker/sandbox');
+    const { pythonEnv } = await import('./provision');
+    const { connectWorker, temporalTarget } = await import('./connect');
+    const { flags } = parseFlags('gpu-worker', argv, {
+      repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' },
+      network: { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },
+    });
     const checkout = resolve(required(flags, 'repo', 'gpu-worker'));
     const gpus = flags.gpus === 'all' ? detectGpus() : (flags.gpus as string | undefined)?.split(',').map((g) => g.trim());
     if (gpus?.length === 0) throw new UserError('--gpus all: nvidia-smi lists no GPU on this host; train on CPU with --slots N');
     if (gpus && gpus.some((g) => !/^\d+$/.test(g))) throw new UserError(`--gpus: "${flags.gpus}" is not a list of GPU indexes like 0,1 (or all)`);
     if (gpus && flags.slots !== undefined) throw new UserError('gpu-worker: --gpus and --slots exclude each other (one slot per GPU)');
     const slots = flags.slots === undefined ? 1 : parseCount('--slots', flags.slots as string);
-    const noNetwork = Boolean(flags['no-network']);
-    if (noNetwork && !canIsolateNetwork()) throw new UserError('--no-network: this host cannot give a training a network namespace of its own (unshare --net failed)');
+    const sandbox = !flags['no-sandbox'];
+    const network = Boolean(flags.network);
+    const problem = sandbox ? sandboxProblem() : null;
+    if (problem) throw new UserError(`gpu-worker: ${problem}`);
+    if (!sandbox) console.log("warning: --no-sandbox: proposed code runs unconfined, as this user, with this host's files and network");
+    const taskQueue = await gpuQueueOf(checkout);
     const pathPrefix = await pythonEnv();
     const target = temporalTarget();
     const connection = await connectWorker(target);
-    const opts = { checkout, slots, gpus, pathPrefix, noNetwork };
-    console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${GPU_QUEUE} at ${target.address}, checkout ${checkout}`);
-    console.log(`training commands run with ${pathPrefix} first on PATH${noNetwork ? ', without network access' : ''}`);
-    await serveWorkers(connection, async () => [await createGpuWorker(connection, target.namespace, opts)]);
+    const opts = { checkout, slots, gpus, pathPrefix, sandbox, network, log: console.log };
+    const worker = await createGpuWorker(connection, target.namespace, opts);
+    console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${taskQueue} at ${target.address}, checkout ${checkout}`);
+    const box = sandbox ? `in a sandbox, ${network ? 'with' : 'without'} network access` : 'without a sandbox';
+    console.log(`training commands run ${box}, with ${pathPrefix} first on PATH`);
+    await serveWorkers(connection, async () => [worker]);
   },
 
   async init(argv) {
     const { flags, positionals } = parseFlags('init', argv, { target: { type: 'string' } });
     if (positionals.length !== 1) throw new UserError('init: expected one PATH (npx autoresearch init --target tiny PATH)');
+    const { initRepo, nextSteps } = await import('./init');
     const repo = await initRepo((flags.target as string | undefined) ?? 'tiny', positionals[0]);
-    console.log(`ready: npx autoresearch start --repo ${repo} --tag TAG`);
+    console.log(nextSteps(repo));
+  },
+
+  async 'try-model'(argv) {
+    const { TRY_MODEL_OPTIONS, tryModelCommand } = await import('./try-model');
+    const { flags, positionals } = parseFlags('try-model', argv, TRY_MODEL_OPTIONS);
+    if (positionals.length) throw new UserError(`try-model: unexpected argument "${positionals[0]}"`);
+    await tryModelCommand(flags);
   },
 
   async start(argv) {
+    const { runConfigFrom, START_OPTIONS, startRun, startSummary } = await import('./runs');
+    const { connectClient, temporalTarget, webUiBase } = await import('./connect');
     const { flags, positionals } = parseFlags('start', argv, START_OPTIONS);
     if (positionals.length) throw new UserError(`start: unexpected argument "${positionals[0]}"`);
     const { config, why } = await runConfigFrom(flags);
     const target = temporalTarget();
     const workflowId = await startRun(() => connectClient(target), config);
-    console.log(`started:  ${workflowId}`);
-    console.log(`proposer: ${config.proposer} (${why})`);
-    console.log(`web ui:   ${uiLink(process.env.AUTORESEARCH_UI ?? 'http://localhost:8233', target.namespace, config.tag)}`);
+    console.log(startSummary(workflowId, config, why, webUiBase(target.address), target.namespace));
   },
 
   async status(argv) {
     const { flags, positionals } = parseFlags('status', argv, { json: { type: 'boolean' }, watch: { type: 'boolean' } });
     const tag = oneTag('status', positionals);
-    const client = await connectClient();
+    const { fetchStatus, statusJson, watchStatus } = await import('./status');
+    const { DEFAULT_WATCH_WIDTH, renderWatch } = await import('./watch');
+    const client = await connectedClient();
     if (flags.watch) return watchStatus(client, tag);
     const view = await fetchStatus(client, tag);
     console.log(flags.json ? statusJson(view) : renderWatch(view, process.stdout.columns ?? DEFAULT_WATCH_WIDTH));
@@ -125,51 +178,68 @@ const verbs: Record<string, Verb> = {
 
   async pause(argv) {
     const tag = oneTag('pause', parseFlags('pause', argv, {}).positionals);
-    await pauseRun(await connectClient(), tag);
+    await (await import('./runs')).pauseRun(await connectedClient(), tag);
     console.log(`pausing ${tag}: experiments in flight finish, nothing new starts`);
   },
 
   async resume(argv) {
     const tag = oneTag('resume', parseFlags('resume', argv, {}).positionals);
-    await resumeRun(await connectClient(), tag);
+    await (await import('./runs')).resumeRun(await connectedClient(), tag);
     console.log(`resumed ${tag}`);
   },
 
   async stop(argv) {
     const { flags, positionals } = parseFlags('stop', argv, { cancel: { type: 'boolean' } });
     const tag = oneTag('stop', positionals);
-    await stopRun(await connectClient(), tag, Boolean(flags.cancel));
+    await (await import('./runs')).stopRun(await connectedClient(), tag, Boolean(flags.cancel));
     console.log(`stopping ${tag}: ${flags.cancel ? 'cancelling' : 'finishing'} the experiments in flight`);
   },
 
   async results(argv) {
     const { flags, positionals } = parseFlags('results', argv, { repo: { type: 'string' } });
-    console.log(await resultsTable(await repoOf(await connectClient(), oneTag('results', positionals), flags.repo as string | undefined)));
+    const tag = oneTag('results', positionals);
+    const { repoOf, resultsTable } = await import('./status');
+    console.log(await resultsTable(await repoOf(connectedClient, tag, flags.repo as string | undefined), tag));
   },
 
   async report(argv) {
     const { flags, positionals } = parseFlags('report', argv, { repo: { type: 'string' } });
-    const repo = await repoOf(await connectClient(), oneTag('report', positionals), flags.repo as string | undefined);
-    const { svg, png, markdown } = await writeReport(repo);
+    const tag = oneTag('report', positionals);
+    const { repoOf } = await import('./status');
+    const { writeReport } = await import('./report');
+    const repo = await repoOf(connectedClient, tag, flags.repo as string | undefined);
+    const { svg, png, markdown } = await writeReport(repo, tag);
     console.log(`chart:   ${svg}\n         ${png}\nsummary: ${markdown}`);
   },
 };
 
+const HELP = new Set(['--help', '-h', 'help']);
+
 async function main(argv: string[]): Promise<void> {
   const [verb, ...rest] = argv;
-  if (!verb || verb === '--help' || verb === 'help') {
-    console.log(USAGE);
+  if (!verb || HELP.has(verb)) {
+    console.log(usage());
     return;
   }
   const run = verbs[verb];
   if (!run) throw new UserError(`unknown verb "${verb}" (try: ${Object.keys(verbs).join(', ')})`);
+  if (rest.some((arg) => arg === '--help' || arg === '-h')) {
+    console.log(usage(verb));
+    return;
+  }
+  if (verb === 'worker' || verb === 'gpu-worker') (await import('./connect')).workerLogs();
   await run(rest);
+}
+
+/** A user's mistake is one line and exit code 2; anything else is a bug, shown with its stack. */
+function isUserMistake(err: unknown): err is Error {
+  return err instanceof UserError || (err instanceof Error && err.name === 'RepoError');
 }
 
 main(process.argv.slice(2)).then(
   () => process.exit(0),
   (err) => {
-    if (err instanceof UserError || err instanceof RepoError) {
+    if (isUserMistake(err)) {
       console.error(`autoresearch: ${err.message}`);
       process.exit(2);
     }

@@ -3,12 +3,12 @@
 import type { Worker } from '@temporalio/worker';
 import { join, resolve } from 'node:path';
 import { createControlWorker } from '../activities/worker';
-import { readRecords, TSV_HEADER, tsvRow } from '../activities/results';
+import { formatScore, readRecords, resultsDir, TSV_HEADER, tsvRow } from '../activities/results';
 import { createGpuWorker } from '../gpu-worker/worker';
-import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
+import { RESULTS_TSV, workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { writeReport } from './report';
 import { resultsTable } from './status';
-import { connectClient, connectWorker, quietWorkerLogs, temporalTarget } from './connect';
+import { connectClient, connectWorker, quietWorkerLogs, temporalTarget, webUiBase } from './connect';
 import { initRepo } from './init';
 import { provision } from './provision';
 import { serverAnswers, startDevServer, type DevServer } from './server';
@@ -25,10 +25,10 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
   const { pythonBin } = await provision(log);
   const target = temporalTarget();
   let server: DevServer | null = null;
-  let uiBase: string;
+  let uiBase: string | null;
   if (await serverAnswers(target.address)) {
     log(`using the Temporal server at ${target.address}`);
-    uiBase = `http://${target.address.split(':')[0]}:${Number(target.address.split(':')[1] ?? 7233) + 1000}`;
+    uiBase = webUiBase(target.address);
   } else {
     const port = Number(target.address.split(':')[1] ?? 7233);
     server = await startDevServer({ db: join(DEMO_DIR, 'temporal.db'), port, uiPort: port + 1000, log });
@@ -50,19 +50,20 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
     };
     await startRun(async () => client, config);
     log(`started ${workflowIdFor(tag)}: ${EXPERIMENTS} experiments of ${BUDGET_SECONDS}s with the sweep proposer`);
-    log(`watch it live: ${uiLink(uiBase, target.namespace, tag)}\n`);
+    const link = uiBase ? uiLink(uiBase, target.namespace, tag) : 'set AUTORESEARCH_UI to your Web UI\'s address for a link';
+    log(`watch it live: ${link}\n`);
     log(TSV_HEADER);
     const finished = client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>;
-    const printing = printRowsAsTheyFinish(repo, finished, log);
+    const printing = printRowsAsTheyFinish(repo, tag, finished, log);
     const view = await Promise.all(workers.map((w) => w.runUntil(Promise.all([finished, printing])))).then(() => finished);
-    log(`\n${await resultsTable(repo)}`);
-    const report = await writeReport(repo);
-    log(`\nbest val_bpb: ${view.best?.valBpb.toFixed(6)} (${view.best?.commit.slice(0, 7)}), ${view.experimentsKept} of ${view.experimentsDone} kept`);
-    log(`results:      ${join(repo, 'results.tsv')}`);
+    log(`\n${await resultsTable(repo, tag, log)}`);
+    const report = await writeReport(repo, tag, log);
+    log(`\nbest val_bpb: ${view.best ? formatScore(view.best.valBpb) : '-'} (${view.best?.commit.slice(0, 7)}), ${view.experimentsKept} of ${view.experimentsDone} kept`);
+    log(`results:      ${join(resultsDir(repo, tag), RESULTS_TSV)}`);
     log(`branch:       git -C ${repo} log --oneline autoresearch/${tag}`);
     log(`chart:        ${report.svg} (and .png)`);
     log(`summary:      ${report.markdown}`);
-    log(`web ui:       ${uiLink(uiBase, target.namespace, tag)}`);
+    log(`web ui:       ${link}`);
     log(`demo took ${Math.round((Date.now() - started) / 1000)}s`);
     await connection.close();
   } finally {
@@ -73,12 +74,12 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
   }
 }
 
-async function printRowsAsTheyFinish(repo: string, finished: Promise<unknown>, log: (line: string) => void): Promise<void> {
+async function printRowsAsTheyFinish(repo: string, tag: string, finished: Promise<unknown>, log: (line: string) => void): Promise<void> {
   let printed = 0;
   let done = false;
   finished.finally(() => (done = true)).catch(() => undefined);
   for (;;) {
-    const records = await readRecords(repo);
+    const records = await readRecords(repo, tag);
     for (const record of records.slice(printed)) log(tsvRow(record));
     printed = records.length;
     if (done) return;

@@ -3,7 +3,8 @@ import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { git } from '../activities/git';
-import { PROGRAM_FILE, RESULTS_JSONL, RESULTS_TSV } from '../workflows/types';
+import { RESULTS_ROOT } from '../activities/results';
+import { PROGRAM_FILE } from '../workflows/types';
 import { UserError } from './errors';
 import { pythonEnv, run, targetPackages } from './provision';
 
@@ -22,10 +23,10 @@ export async function initRepo(target: string, path: string, log: (line: string)
   await mkdir(repo, { recursive: true });
   const source = join(TARGETS_DIR, target);
   for (const entry of await readdir(source, { withFileTypes: true })) {
-    if (entry.isFile()) await copyFile(join(source, entry.name), join(repo, entry.name));
+    if (entry.isFile() || entry.isSymbolicLink()) await copyFile(join(source, entry.name), join(repo, entry.name));
   }
   await copyFile(DEFAULT_PROGRAM, join(repo, PROGRAM_FILE));
-  await writeFile(join(repo, '.gitignore'), `${RESULTS_TSV}\n${RESULTS_JSONL}\n__pycache__/\n`);
+  await writeFile(join(repo, '.gitignore'), `/${RESULTS_ROOT}/\n__pycache__/\n`);
   const g = git(repo);
   await g.raw(['init', '--quiet', '--initial-branch=main']);
   await g.raw(['add', '--all']);
@@ -42,4 +43,15 @@ async function prepare(repo: string, pythonBin: string, log: (line: string) => v
   await run('python', ['prepare.py'], log, { cwd: repo, env }).catch((err: Error) => {
     throw new UserError(`prepare.py failed in ${repo} (${err.message}); its output is above`);
   });
+}
+
+/** `init`'s closing words: the three processes a study needs, each in its own terminal, in order. */
+export function nextSteps(repo: string): string {
+  return [
+    `ready: ${repo}`,
+    'next, each in its own terminal (with `npx autoresearch server` running, or TEMPORAL_ADDRESS set):',
+    '  npx autoresearch worker',
+    `  npx autoresearch gpu-worker --repo ${repo}`,
+    `  npx autoresearch start --repo ${repo} --tag TAG --max-experiments 20`,
+  ].join('\n');
 }

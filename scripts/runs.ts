@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { branchOf, checkRepo } from '../activities/repo';
 import { pauseSignal, researchWorkflow, resumeSignal, stopSignal } from '../workflows';
-import { RESEARCH_TAG } from '../workflows/search-attributes';
+import { ALL_SEARCH_ATTRIBUTES, RESEARCH_TAG } from '../workflows/search-attributes';
 import {
   CONFIG_FILE,
   CONTROL_QUEUE,
@@ -33,7 +33,14 @@ export const START_OPTIONS = {
   model: { type: 'string' },
   'max-tokens-total': { type: 'string' },
   'llm-timeout': { type: 'string' },
+  ahead: { type: 'string' },
+  temperature: { type: 'string' },
+  'llm-max-tokens': { type: 'string' },
+  'max-proposer-failures': { type: 'string' },
+  'history-size': { type: 'string' },
 } as const;
+
+const MAX_TEMPERATURE = 2; // the chat-completions API's upper bound
 
 /** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
 interface RepoConfig {
@@ -77,28 +84,48 @@ function chooseProposer(flag: string | undefined, env: NodeJS.ProcessEnv): { pro
   return { proposer: 'sweep', why: 'no OPENAI_API_KEY or OPENAI_BASE_URL is set' };
 }
 
+/** The hard limit and the training seconds of each experiment: flags > environment > autoresearch.json > defaults. */
+function timing(flags: Flags, env: NodeJS.ProcessEnv, file: RepoConfig): { timeoutMs: number; budgetSeconds: number } {
+  const timeoutText = (flags.timeout as string | undefined) ?? env.AUTORESEARCH_TIMEOUT ?? file.timeout;
+  const timeoutMs = timeoutText === undefined ? DEFAULT_TIMEOUT_MS : parseDuration('--timeout', timeoutText);
+  const budgetText = (flags.budget as string | undefined) ?? env.AUTORESEARCH_BUDGET ?? (file.budget === undefined ? undefined : String(file.budget));
+  const defaultBudget = Math.max(timeoutMs - STARTUP_ALLOWANCE_MS, timeoutMs / 2) / 1000;
+  const budgetSeconds = budgetText === undefined ? Math.round(defaultBudget) : parseNumber('--budget', budgetText, 1);
+  if (budgetSeconds * 1000 >= timeoutMs) {
+    throw new UserError(`--budget ${budgetSeconds}s leaves no time for start-up and evaluation within --timeout ${formatDuration(timeoutMs)}`);
+  }
+  return { timeoutMs, budgetSeconds };
+}
+
+/** --until, refused when not even one experiment could finish before it (the run would end with none). */
+function deadline(text: string | undefined, timeoutMs: number, now = Date.now()): number | undefined {
+  if (text === undefined) return undefined;
+  const untilMs = parseUntil(text, now);
+  if (untilMs - now < timeoutMs) {
+    const away = formatDuration(untilMs - now);
+    throw new UserError(`--until ${text} is ${away} away, less than one --timeout (${formatDuration(timeoutMs)}): no experiment could finish before it`);
+  }
+  return untilMs;
+}
+
 /** Flags > environment > the repo's autoresearch.json > defaults, each validated here. */
 export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ config: RunConfig; why: string }> {
   const repo = resolve(required(flags, 'repo', 'start'));
   const tag = parseTag(flags.tag as string | undefined);
   const file = await readRepoConfig(repo);
   const str = (name: string) => flags[name] as string | undefined;
+  const count = (name: string, min = 1) => (str(name) === undefined ? undefined : parseCount(`--${name}`, str(name)!, min));
   const editable = str('editable')?.split(',').map((p) => p.trim()).filter(Boolean) ?? file.editable ?? ['train.py'];
   if (editable.length === 0) throw new UserError('--editable: name at least one file');
   for (const path of editable) {
     if (path.startsWith('/') || path.split('/').includes('..')) throw new UserError(`--editable: ${path} must be a path inside the repo`);
   }
-  const timeoutText = str('timeout') ?? env.AUTORESEARCH_TIMEOUT ?? file.timeout;
-  const timeoutMs = timeoutText === undefined ? DEFAULT_TIMEOUT_MS : parseDuration('--timeout', timeoutText);
-  const budgetText = str('budget') ?? env.AUTORESEARCH_BUDGET ?? (file.budget === undefined ? undefined : String(file.budget));
-  const defaultBudget = Math.max(timeoutMs - STARTUP_ALLOWANCE_MS, timeoutMs / 2) / 1000;
-  const budgetSeconds = budgetText === undefined ? Math.round(defaultBudget) : parseNumber('--budget', budgetText, 1);
-  if (budgetSeconds * 1000 >= timeoutMs) {
-    throw new UserError(`--budget ${budgetSeconds}s leaves no time for start-up and evaluation within --timeout ${formatDuration(timeoutMs)}`);
-  }
+  const { timeoutMs, budgetSeconds } = timing(flags, env, file);
   const { proposer, why } = chooseProposer(str('proposer'), env);
   const model = str('model') ?? env.AUTORESEARCH_MODEL;
   if (proposer === 'llm' && !model) throw new UserError('the llm proposer needs a model: --model NAME or AUTORESEARCH_MODEL');
+  const llmOnly = ['temperature', 'llm-max-tokens'].filter((name) => str(name) !== undefined);
+  if (proposer !== 'llm' && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer})`);
   const config: RunConfig = {
     tag,
     repo,
@@ -107,20 +134,75 @@ export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ 
     command: str('command') ?? file.command ?? 'python train.py',
     timeoutMs,
     budgetSeconds,
-    parallel: str('parallel') === undefined ? 1 : parseCount('--parallel', str('parallel')!),
-    maxExperiments: str('max-experiments') === undefined ? undefined : parseCount('--max-experiments', str('max-experiments')!),
-    untilMs: str('until') === undefined ? undefined : parseUntil(str('until')!),
-    seed: str('seed') === undefined ? 0 : parseCount('--seed', str('seed')!, 0),
+    parallel: count('parallel') ?? 1,
+    maxExperiments: count('max-experiments'),
+    untilMs: deadline(str('until'), timeoutMs),
+    seed: count('seed', 0) ?? 0,
     minImprovement: str('min-improvement') === undefined ? 0 : parseNumber('--min-improvement', str('min-improvement')!),
     model,
     llmTimeoutMs: str('llm-timeout') === undefined ? undefined : parseDuration('--llm-timeout', str('llm-timeout')!),
-    maxTokensTotal: str('max-tokens-total') === undefined ? undefined : parseCount('--max-tokens-total', str('max-tokens-total')!),
+    maxTokensTotal: count('max-tokens-total'),
+    ahead: count('ahead', 0),
+    temperature: str('temperature') === undefined ? undefined : parseNumber('--temperature', str('temperature')!, 0, MAX_TEMPERATURE),
+    maxTokensPerCall: count('llm-max-tokens'),
+    maxProposerFailures: count('max-proposer-failures'),
+    experimentsPerHistory: count('history-size'),
   };
   return { config, why };
 }
 
 export function uiLink(uiBase: string, namespace: string, tag: string): string {
   return `${uiBase}/namespaces/${namespace}/workflows/${workflowIdFor(tag)}`;
+}
+
+/** What `start` prints: the run, its proposer, its time per experiment, how it ends, where to watch it. */
+export function startSummary(workflowId: string, config: RunConfig, why: string, uiBase: string | null, namespace: string): string {
+  const ends =
+    config.maxExperiments !== undefined && config.untilMs !== undefined
+      ? `after ${config.maxExperiments} experiments or at ${clockTime(config.untilMs)}, whichever comes first`
+      : config.maxExperiments !== undefined
+        ? `after ${config.maxExperiments} experiments (the baseline counts as one)`
+        : config.untilMs !== undefined
+          ? `at ${clockTime(config.untilMs)} (nothing starts that could not finish by then)`
+          : `never by itself: \`npx autoresearch stop ${config.tag}\` ends it (or start with --max-experiments N or --until 07:30)`;
+  const lanes = config.parallel === 1 ? '1 experiment' : `${config.parallel} experiments`;
+  return [
+    `started:  ${workflowId}`,
+    `proposer: ${config.proposer} (${why})`,
+    `training: ${config.budgetSeconds}s of training per experiment, stopped at ${formatDuration(config.timeoutMs)} (--timeout); ${lanes} at a time`,
+    `ends:     ${ends}`,
+    uiBase ? `web ui:   ${uiLink(uiBase, namespace, config.tag)}` : 'web ui:   set AUTORESEARCH_UI to your Web UI\'s address (e.g. http://host:8233) for a link',
+  ].join('\n');
+}
+
+function clockTime(ms: number): string {
+  const at = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} ${pad(at.getHours())}:${pad(at.getMinutes())} (local time)`;
+}
+
+const CLI_TYPE: Record<string, string> = { KEYWORD: 'Keyword', DOUBLE: 'Double', INT: 'Int' };
+
+/**
+ * The server refuses a start whose search attributes the namespace lacks: name the missing ones and
+ * the two ways to register them (our worker does it at start; the Temporal CLI does it by hand).
+ */
+async function missingSearchAttributes(client: Client, err: unknown): Promise<UserError | null> {
+  const text = `${(err as Error).message} ${((err as Error).cause as Error | undefined)?.message ?? ''}`;
+  if (!/no mapping defined for search attribute|search attribute .* (is not defined|not found)/i.test(text)) return null;
+  const namespace = client.options.namespace;
+  const known = await client.connection.operatorService
+    .listSearchAttributes({ namespace })
+    .then(({ customAttributes }) => new Set(Object.keys(customAttributes ?? {})), () => new Set<string>());
+  const missing = ALL_SEARCH_ATTRIBUTES.filter((key) => !known.has(key.name));
+  const commands = Object.entries(CLI_TYPE)
+    .map(([type, cliType]) => [cliType, missing.filter((key) => key.type === type).map((key) => key.name)] as const)
+    .filter(([, names]) => names.length > 0)
+    .map(([cliType, names]) => `temporal operator search-attribute create --namespace ${namespace} --type ${cliType} ${names.map((n) => `--name ${n}`).join(' ')}`);
+  return new UserError(
+    `namespace ${namespace} lacks the search attributes ${missing.map((k) => k.name).join(', ')}: ` +
+      `start \`npx autoresearch worker\` once (it registers them), or run \`${commands.join(' && ')}\``,
+  );
 }
 
 /** Checks the repo before reaching the server, so a repo mistake is reported as such. */
@@ -143,7 +225,7 @@ export async function startRun(connect: () => Promise<Client>, config: RunConfig
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) throw new UserError(`tag ${config.tag} is already running (${workflowId})`);
-    throw err;
+    throw (await missingSearchAttributes(client, err)) ?? err;
   }
   return workflowId;
 }

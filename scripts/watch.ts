@@ -1,7 +1,7 @@
 // A live terminal view of a run, redrawn from one StatusView: state, best, counts, a progress bar
 // per experiment in flight (fed by its training heartbeat) and the last results.tsv rows. Plain
 // ASCII, no colours, no escape codes: the caller decides whether to clear the screen first.
-import { TSV_HEADER, tsvRow } from '../activities/results';
+import { formatScore, TSV_HEADER, tsvRow } from '../activities/results';
 import type { Heartbeat, InFlight, StatusView } from '../workflows/types';
 
 export const DEFAULT_WATCH_WIDTH = 80;
@@ -48,19 +48,51 @@ function heartbeatText(hb: Heartbeat): string {
 function laneLines(lane: InFlight, width: number): string[] {
   const head = clip(`  ${lane.id.padEnd(12)} ${lane.phase.padEnd(10)} ${lane.description || '-'}`, width);
   const cells = Math.max(10, Math.min(40, width - 48)); // room for `  40.0%  step 12345  loss 3.2100  12m34s`
-  if (lane.heartbeat) return [head, clip(`    ${bar(lane.heartbeat.percent, cells)} ${heartbeatText(lane.heartbeat)}`, width)];
+  const hb = lane.heartbeat;
+  if (lane.phase === 'proposing' && hb) return [head, clip(`    proposing: ${hb.tokens ?? 0} tokens, ${duration(hb.elapsed)}`, width)];
+  if (lane.phase === 'queued') return [head, clip('    queued: proposed and committed, waiting for a free slot', width)];
+  if (hb) return [head, clip(`    ${bar(hb.percent, cells)} ${heartbeatText(hb)}`, width)];
   const waiting = lane.phase === 'training' ? 'training: waiting for the first heartbeat' : `${lane.phase}...`;
   return [head, clip(`    ${waiting}`, width)];
 }
 
-export function renderWatch(view: StatusView, width = DEFAULT_WATCH_WIDTH): string {
+function clock(ms: number): string {
+  const at = new Date(ms);
+  return [at.getHours(), at.getMinutes(), at.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
+/** `label` then `text`, word-wrapped to `width` under the text's first column: said in full, not cut. */
+function wrapped(label: string, text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && label.length + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  lines.push(line);
+  return lines.map((l, i) => clip(`${i === 0 ? label : ' '.repeat(label.length)}${l}`, width));
+}
+
+/** Said right under the state, so a frozen figure is never mistaken for a live one. */
+function staleLines(stale: NonNullable<StatusView['stale']>, width: number, now: number): string[] {
+  const since = Date.parse(stale.since);
+  return wrapped('stale:        ', `since ${clock(since)} (${duration((now - since) / 1000)} ago): ${stale.why}`, width);
+}
+
+export function renderWatch(view: StatusView, width = DEFAULT_WATCH_WIDTH, now = Date.now()): string {
   const w = Math.max(MIN_WIDTH, Math.floor(width));
-  const best = view.best ? `${view.best.valBpb.toFixed(6)} (${view.best.commit.slice(0, 7)})` : '-';
+  const best = view.best ? `${formatScore(view.best.valBpb)} (${view.best.commit.slice(0, 7)})` : '-';
   const lines = [
     clip(`autoresearch ${view.tag}  (${view.workflowId})`, w),
     clip(`state:        ${STATE_LINE[view.state]}${view.reason ? ` (${view.reason})` : ''}`, w),
+    ...(view.stale ? staleLines(view.stale, w, now) : []),
     clip(`best val_bpb: ${best}`, w),
     clip(`experiments:  ${view.experimentsDone} done, ${view.experimentsKept} kept${view.tokensUsed ? `, ${view.tokensUsed} tokens` : ''}`, w),
+    ...(view.warnings ?? []).flatMap((warning) => wrapped('warning:      ', warning, w)),
     '',
   ];
   if (view.inFlight.length > 0) {

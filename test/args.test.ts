@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { parseCount, parseDuration, parseFlags, parseTag, parseUntil } from '../scripts/args';
+import { nearest, parseCount, parseDuration, parseFlags, parseNumber, parseTag, parseUntil } from '../scripts/args';
 import { UserError } from '../scripts/errors';
 import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX } from '../workflows/types';
 
@@ -154,5 +154,37 @@ describe('parseFlags', () => {
 
   test('a value given to a boolean flag is a UserError', () => {
     userError(() => parseFlags('status', ['--dry=yes'], options), /^status: /, /--dry/);
+  });
+
+  test('a mistyped flag names the flag that was meant', () => {
+    userError(() => parseFlags('start', ['--tga', 'x'], options), /^start: Unknown option '--tga' \(did you mean --tag\?\)$/);
+    userError(() => parseFlags('start', ['--dryrun'], options), /did you mean --dry\?/);
+    userError(() => parseFlags('start', ['--colour'], options), /^start: Unknown option '--colour' \(see npx autoresearch start --help\)$/);
+  });
+});
+
+describe('nearest', () => {
+  const flags = ['max-experiments', 'max-tokens-total', 'max-proposer-failures', 'timeout', 'tag', 'repo'];
+
+  test('finds a flag one or two edits away, or one the typed text begins or ends', () => {
+    assert.equal(nearest('max-experiment', flags), 'max-experiments');
+    assert.equal(nearest('max-experimnets', flags), 'max-experiments');
+    assert.equal(nearest('timout', flags), 'timeout');
+    assert.equal(nearest('tags', flags), 'tag');
+    assert.equal(nearest('rep', flags), 'repo');
+  });
+
+  test('suggests nothing for a word that is far from every flag', () => {
+    assert.equal(nearest('colour', flags), null);
+    assert.equal(nearest('parallelism-level', flags), null);
+  });
+});
+
+describe('parseNumber', () => {
+  test('accepts numbers inside the range, and names the range when outside it', () => {
+    assert.equal(parseNumber('--temperature', '0.7', 0, 2), 0.7);
+    assert.equal(parseNumber('--temperature', '2', 0, 2), 2);
+    userError(() => parseNumber('--temperature', '2.1', 0, 2), /^--temperature: "2.1" is not a number from 0 to 2$/);
+    userError(() => parseNumber('--min-improvement', '-1'), /^--min-improvement: "-1" is not a number ≥ 0$/);
   });
 });

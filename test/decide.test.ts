@@ -1,11 +1,11 @@
 // Keep-if-better: what the workflow does with each finished training command.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { crashReason, decide } from '../workflows/decide';
+import { crashReason, decide, judgeRuns, NO_NOISE, sigmaOf, withGroup } from '../workflows/decide';
 import type { Best, TrainingResult } from '../workflows/types';
 
 function result(fields: Partial<TrainingResult> = {}): TrainingResult {
-  return { exitCode: 0, timedOut: false, metrics: { val_bpb: 1.0, num_steps: 100 }, seconds: 300, logTail: '', worker: 'host-slot0', ...fields };
+  return { exitCode: 0, timedOut: false, metrics: { val_bpb: 1.0, num_steps: 100 }, seconds: 300, logTail: '', worker: 'host-slot0', sandboxed: true, ...fields };
 }
 
 const BEST: Best = { experimentId: 'nov27-3', commit: 'a'.repeat(40), valBpb: 1.0 };
@@ -90,5 +90,50 @@ describe('crashes', () => {
     assert.equal(crashReason(result()), null);
     assert.equal(crashReason(result({ metrics: { val_bpb: 0 } })), null, 'zero is a finite score');
     assert.notEqual(crashReason(result({ exitCode: 1 })), null);
+  });
+});
+
+describe('judgeRuns: keep-if-better above the noise floor', () => {
+  const noise = withGroup(NO_NOISE, [1.0, 1.002, 0.998]); // σ = 0.002: the band is 2σ = 0.004
+  const runs = (...scores: number[]) => scores.map((val_bpb) => result({ metrics: { val_bpb } }));
+
+  test('σ is the pooled standard deviation of the repeated runs', () => {
+    assert.ok(Math.abs(sigmaOf(noise)! - 0.002) < 1e-12);
+    assert.equal(sigmaOf(NO_NOISE), null);
+    assert.equal(sigmaOf(withGroup(NO_NOISE, [1.0])), null, 'one run says nothing about noise');
+  });
+
+  test('without a noise estimate it is plain keep-if-better', () => {
+    assert.equal(judgeRuns(runs(0.9999), BEST, 0, NO_NOISE).status, 'keep');
+  });
+
+  test('a first run that beats the best by less than three bands is confirmed by another run', () => {
+    const j = judgeRuns(runs(0.995), BEST, 0, noise);
+    assert.equal(j.status, 'confirm');
+    assert.match(j.reason, /confirming$/);
+  });
+
+  test('a clear win is kept at once, and a clear loss discarded at once', () => {
+    assert.equal(judgeRuns(runs(0.98), BEST, 0, noise).status, 'keep');
+    assert.equal(judgeRuns(runs(1.001), BEST, 0, noise).status, 'discard');
+  });
+
+  test('after confirmation the mean of the runs must beat the best by the band', () => {
+    const kept = judgeRuns(runs(0.995, 0.993), BEST, 0, noise);
+    assert.equal(kept.status, 'keep');
+    assert.equal(kept.valBpb, 0.994);
+    assert.match(kept.reason, /confirmed over 2 runs/);
+    const lost = judgeRuns(runs(0.995, 0.9995), BEST, 0, noise);
+    assert.equal(lost.status, 'discard');
+    assert.match(lost.reason, /within the noise/);
+  });
+
+  test('--min-improvement widens the band; --confirm-z 0 turns confirmation off', () => {
+    assert.equal(judgeRuns(runs(0.995), BEST, 0.01, noise).status, 'discard');
+    assert.equal(judgeRuns(runs(0.999), BEST, 0, noise, 0).status, 'keep');
+  });
+
+  test('a crash in any run is a crash', () => {
+    assert.equal(judgeRuns([...runs(0.99), result({ exitCode: 1 })], BEST, 0, noise).status, 'crash');
   });
 });

@@ -11,6 +11,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resultsDir } from '../activities/results';
 import { fetchStatus } from '../scripts/status';
 import { startDevServer, type DevServer } from '../scripts/server';
 import { workflowIdFor, type StatusView } from '../workflows/types';
@@ -108,16 +109,18 @@ const status = (tag: string) => fetchStatus(client, tag);
 const result = (tag: string) => waitFor(`${tag} to complete`, () => client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>, 300_000);
 
 async function assertConsistent(repo: string, tag: string, experiments: number): Promise<void> {
-  const records = (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records = (await readFile(join(resultsDir(repo, tag), 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(records.map((r) => r.id).sort(), Array.from({ length: experiments }, (_, n) => `${tag}-${n}`).sort(), 'one record per experiment');
-  const rows = (await readFile(join(repo, 'results.tsv'), 'utf8')).trim().split('\n').slice(1);
+  const rows = (await readFile(join(resultsDir(repo, tag), 'results.tsv'), 'utf8')).trim().split('\n').slice(1);
   assert.equal(rows.length, experiments, 'one row per experiment');
-  const refs = gitIn(repo, 'for-each-ref', '--format=%(refname)', `refs/autoresearch/${tag}/`).split('\n');
-  assert.equal(refs.length, records.filter((r) => r.commit).length, 'one ref per committed candidate');
+  // A duplicate would be a second ref, row or commit for one experiment id.
+  const refs = gitIn(repo, 'for-each-ref', '--format=%(refname)', `refs/autoresearch/${tag}/${tag}-*`).split('\n');
+  assert.deepEqual(refs.sort(), records.filter((r) => r.commit).map((r) => `refs/autoresearch/${tag}/${r.id}`).sort(), 'one ref per committed experiment');
+  const trailers = gitIn(repo, 'log', '--all', '--format=%(trailers:key=Experiment-Id,valueonly)').split('\n').filter(Boolean);
+  assert.equal(new Set(trailers).size, trailers.length, `no two commits carry one Experiment-Id: ${trailers.join(', ')}`);
+  for (const row of rows) assert.equal(rows.filter((r) => r === row).length, 1, `row written once: ${row}`);
   const best = records.filter((r) => r.status === 'keep').reduce((a, b) => (b.valBpb < a.valBpb ? b : a));
   assert.equal(gitIn(repo, 'rev-parse', `autoresearch/${tag}`), best.commit, 'the branch is on the best kept commit');
-  const commits = gitIn(repo, 'log', '--format=%H', `autoresearch/${tag}`).split('\n');
-  assert.equal(new Set(commits).size, commits.length);
   assert.deepEqual(trainingProcesses(tag), [], 'no training outlives its worker');
 }
 

@@ -7,10 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { commitCandidate, prepareRun, propose, recordExperiment } from '../activities/index';
+import { commitCandidate, commitProposal, rebaseProposal, prepareRun, propose, recordExperiment } from '../activities/index';
 import { treeEntries } from '../activities/git';
 import { gitBlobId, harnessDigest } from '../activities/harness';
-import { TSV_HEADER } from '../activities/results';
+import { resultsDir, TSV_HEADER } from '../activities/results';
 import type { ExperimentRecord, RunConfig, RunSetup } from '../workflows/types';
 
 const TRAIN_PY = ['import prepare', '', 'LR = 0.1  # learning rate', 'DEPTH = 4  # layers', '', 'print("---")', 'print("val_bpb: 1.0")', ''].join('\n');
@@ -142,8 +142,9 @@ function record(fields: Partial<ExperimentRecord> & Pick<ExperimentRecord, 'id' 
   };
 }
 
-const readTsv = (repo: string) => readFileSync(join(repo, 'results.tsv'), 'utf8');
-const readJsonl = (repo: string) => readFileSync(join(repo, 'results.jsonl'), 'utf8');
+// The run's files, in results/<tag>/ of the repo (the tag of configFor).
+const readTsv = (repo: string) => readFileSync(join(resultsDir(repo, 't1'), 'results.tsv'), 'utf8');
+const readJsonl = (repo: string) => readFileSync(join(resultsDir(repo, 't1'), 'results.jsonl'), 'utf8');
 
 // Every test has its own repo, so they all run at once: most of the time is spent waiting on git.
 describe('control activities', { concurrency: true }, () => {
@@ -276,6 +277,41 @@ describe('control activities', { concurrency: true }, () => {
       assert.deepEqual(refs(repo, 'refs/autoresearch/t1/t1-1'), [`refs/autoresearch/t1/t1-1 ${first}`]);
       assert.equal(refs(repo, 'refs/autoresearch/t1/').length, 2, 'the baseline ref and this candidate');
     });
+
+    test('an existing ref holding other content is refused by name, never returned as this candidate', async (t) => {
+      const { repo, config, setup } = await preparedRepo(t);
+      const input = { config, experimentId: 't1-1', parent: setup.baseCommit, description: 'LR 0.1 -> 0.55', files: { 'train.py': TRAIN_PY.replace('0.1', '0.55') } };
+      const first = await commitCandidate(input);
+      const other = { ...input, description: 'DEPTH 4 -> 8', files: { 'train.py': TRAIN_PY.replace('DEPTH = 4', 'DEPTH = 8') } };
+      await assert.rejects(commitCandidate(other), nonRetryable(/refs\/autoresearch\/t1\/t1-1 already exists with other content/));
+      assert.deepEqual(refs(repo, 'refs/autoresearch/t1/t1-1'), [`refs/autoresearch/t1/t1-1 ${first}`], 'the ref is left as it was');
+    });
+  });
+
+  describe('proposals ahead of the slots', { concurrency: true }, () => {
+    test('a proposal is committed on its parent under a ref of its own, once', async (t) => {
+      const { repo, config, setup } = await preparedRepo(t);
+      const files = { 'train.py': TRAIN_PY.replace('DEPTH = 4', 'DEPTH = 8') };
+      const input = { config, key: 7, parent: setup.baseCommit, description: 'DEPTH 4 -> 8', files };
+      const commit = await commitProposal(input);
+      assert.equal(await commitProposal(input), commit);
+      assert.deepEqual(refs(repo, 'refs/autoresearch/t1/proposals/'), [`refs/autoresearch/t1/proposals/7-${setup.baseCommit.slice(0, 12)} ${commit}`]);
+      assert.equal(rev(repo, `${commit}^`), setup.baseCommit);
+    });
+
+    test('rebasing re-applies the same edits on the new best, or says why they no longer apply', async (t) => {
+      const { config, setup } = await preparedRepo(t);
+      const best = await commitCandidate({ config, experimentId: 't1-1', parent: setup.baseCommit, description: 'LR 0.1 -> 0.05', files: { 'train.py': TRAIN_PY.replace('LR = 0.1', 'LR = 0.05') } });
+      const deeper = { path: 'train.py', search: 'DEPTH = 4', replace: 'DEPTH = 8' };
+      const rebased = await rebaseProposal({ config, key: 2, onto: best, description: 'DEPTH 4 -> 8', edits: [deeper] });
+      assert.ok(rebased.ok, JSON.stringify(rebased));
+      assert.equal(rev(config.repo, `${rebased.commit}^`), best);
+      assert.match(rebased.files['train.py'], /LR = 0\.05[\s\S]*DEPTH = 8/);
+      const lr = { path: 'train.py', search: 'LR = 0.1', replace: 'LR = 0.2' };
+      const stale = await rebaseProposal({ config, key: 3, onto: best, description: 'LR 0.1 -> 0.2', edits: [lr] });
+      assert.equal(stale.ok, false);
+      assert.match(!stale.ok ? stale.reason : '', /does not occur/);
+    });
   });
 
   describe('recordExperiment', { concurrency: true }, () => {
@@ -324,7 +360,7 @@ describe('control activities', { concurrency: true }, () => {
       const [tsv, jsonl] = [readTsv(repo), readJsonl(repo)];
       // The worker died after the jsonl append and before the tsv append: drop the last tsv row.
       const lines = tsv.split('\n').filter(Boolean);
-      write(repo, 'results.tsv', lines.slice(0, -1).join('\n') + '\n');
+      write(resultsDir(repo, 't1'), 'results.tsv', lines.slice(0, -1).join('\n') + '\n');
       await recordExperiment({ config, record: r1 });
       assert.equal(readTsv(repo), tsv);
       assert.equal(readJsonl(repo), jsonl);
@@ -337,7 +373,7 @@ describe('control activities', { concurrency: true }, () => {
       const r0 = record({ id: 't1-0', n: 0, commit: head });
       await recordExperiment({ config, record: r0 });
       const tsv = readTsv(repo);
-      unlinkSync(join(repo, 'results.tsv'));
+      unlinkSync(join(resultsDir(repo, 't1'), 'results.tsv'));
       await recordExperiment({ config, record: r0 });
       assert.equal(readTsv(repo), tsv);
     });
@@ -374,7 +410,7 @@ describe('control activities', { concurrency: true }, () => {
   describe('propose (sweep)', { concurrency: true }, () => {
     test('proposes a change of exactly one constant of the editable file', async (t) => {
       const { config, setup } = await preparedRepo(t);
-      const proposal = await propose({ config, experimentId: 't1-1', n: 1, parent: setup.baseCommit });
+      const proposal = await propose({ config, key: 1, parent: setup.baseCommit, inFlight: [] });
       assert.ok(proposal.ok, JSON.stringify(proposal));
       assert.equal(proposal.tokens, 0);
       assert.deepEqual(Object.keys(proposal.files), ['train.py']);
@@ -389,7 +425,7 @@ describe('control activities', { concurrency: true }, () => {
 
     test('is deterministic for the same run state', async (t) => {
       const { config, setup } = await preparedRepo(t);
-      const input = { config, experimentId: 't1-3', n: 3, parent: setup.baseCommit };
+      const input = { config, key: 3, parent: setup.baseCommit, inFlight: [] };
       assert.deepEqual(await propose(input), await propose(input));
     });
 
@@ -398,7 +434,7 @@ describe('control activities', { concurrency: true }, () => {
       const seen = new Set([gitBlobId(Buffer.from(TRAIN_PY))]);
       let n = 1;
       for (; n < 50; n++) {
-        const proposal = await propose({ config, experimentId: `t1-${n}`, n, parent: setup.baseCommit });
+        const proposal = await propose({ config, key: n, parent: setup.baseCommit, inFlight: [] });
         if (!proposal.ok) {
           assert.match(proposal.reason, /exhausted/);
           break;
@@ -420,7 +456,7 @@ describe('control activities', { concurrency: true }, () => {
       const seen = new Set([gitBlobId(Buffer.from(TRAIN_PY)), gitBlobId(Buffer.from(deeper))]);
       let n = 2;
       for (; n < 50; n++) {
-        const proposal = await propose({ config, experimentId: `t1-${n}`, n, parent: best });
+        const proposal = await propose({ config, key: n, parent: best, inFlight: [] });
         if (!proposal.ok) break;
         assert.notEqual(proposal.files['train.py'], TRAIN_PY, `experiment ${n} proposed the baseline again`);
         const blob = gitBlobId(Buffer.from(proposal.files['train.py']));
@@ -436,8 +472,8 @@ describe('control activities', { concurrency: true }, () => {
       const repo = makeRepo(t, { 'program.md': PROGRAM_MD, 'train.py': 'lr = 0.1\n', 'prepare.py': PREPARE_PY });
       const config = configFor(repo);
       const setup = await prepareRun(config);
-      const proposal = await propose({ config, experimentId: 't1-1', n: 1, parent: setup.baseCommit });
-      assert.deepEqual(proposal, { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0 });
+      const proposal = await propose({ config, key: 1, parent: setup.baseCommit, inFlight: [] });
+      assert.deepEqual(proposal, { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0, final: true });
     });
   });
 });

@@ -4,16 +4,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { SCRATCH_ROOT } from '../gpu-worker/scratch';
 import { parseGpuIndexes, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { pythonEnv, targetPackages } from '../scripts/provision';
 import { runConfigFrom, startRun } from '../scripts/runs';
 import { fetchStatus } from '../scripts/status';
-import { workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
-import { CLI, ROOT, closeDevServer, devServer, makeRepo, runWorkers, waitFor } from './helpers';
+import { gpuQueueFor, workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
+import { CLI, ROOT, closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
 
 let env: TestWorkflowEnvironment;
 before(async () => (env = await devServer()));
@@ -40,10 +41,13 @@ describe('GPU slots', () => {
     assert.deepEqual(parseGpuIndexes('No devices were found\n'), []);
   });
 
-  test('gpu-worker --gpus all opens one slot per GPU nvidia-smi lists (here with --no-network); with none it points to --slots', async () => {
+  test('gpu-worker --gpus all opens one slot per GPU nvidia-smi lists, on its repo\'s queue, sweeping dead workers\' scratch; with none it points to --slots', async () => {
     const two = await fakeNvidiaSmi('echo 0; echo 1');
     const repo = await makeRepo({ 'train.py': 'LR = 1  # x\n' });
-    const child = spawn(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all', '--no-network'], {
+    const dead = spawnSync('true').pid!; // a worker that is gone: its scratch is left over
+    const leftover = join(SCRATCH_ROOT, `worker-${dead}-1`, 'exp-3-abc123');
+    mkdirSync(leftover, { recursive: true });
+    const child = spawn(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all', '--network'], {
       cwd: ROOT,
       env: { ...process.env, PATH: `${two}:${process.env.PATH}`, TEMPORAL_ADDRESS: env.address },
     });
@@ -51,8 +55,11 @@ describe('GPU slots', () => {
     child.stdout.on('data', (c) => (out += c));
     await waitFor('the worker to start', async () => out.includes('first on PATH'), 60_000);
     child.kill('SIGTERM');
-    assert.match(out, /gpu worker: 2 slot\(s\) on task queue gpu/);
-    assert.match(out, /training commands run with .* first on PATH, without network access/);
+    const queue = gpuQueueFor(gitIn(repo, 'rev-list', '--max-parents=0', 'HEAD'));
+    assert.match(out, new RegExp(`gpu worker: 2 slot\\(s\\) on task queue ${queue} at `));
+    assert.match(out, /training commands run in a sandbox, with network access, with .* first on PATH/);
+    assert.match(out, /removed the scratch directories of \d+ dead worker\(s\)/);
+    assert.equal(existsSync(dirname(leftover)), false, 'the dead worker\'s scratch is gone');
 
     const none = await fakeNvidiaSmi('echo "NVIDIA-SMI has failed" >&2; exit 9');
     const failed = spawnSync(process.execPath, [CLI, 'gpu-worker', '--repo', repo, '--gpus', 'all'], {

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { bwrapArgs } from '../gpu-worker/sandbox';
+
 const ROOT = join(__dirname, '..');
 const RUNNER = join(ROOT, 'gpu-worker', 'runner');
 
@@ -47,15 +49,17 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
  * Starts a worker-like Node process (through tsx, from the repo root) that runs `command` with
  * runCommand and a long timeout, and waits until the command has written `lines` pids to pidFile.
  */
-async function startWorker(t: TestContext, command: (pidFile: string) => string, lines: number): Promise<{ worker: ChildProcess; pids: number[] }> {
+async function startWorker(t: TestContext, command: (pidFile: string) => string, lines: number, boxed = false): Promise<{ worker: ChildProcess; pids: number[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'autoresearch-guard-'));
   const pidFile = join(dir, 'pids');
   const script = join(dir, 'worker.ts');
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const box = boxed ? ['bwrap', ...bwrapArgs({ scratch: dir, hide: ['/tmp'], readOnly: [], aliases: [], devices: [], network: false, env })] : undefined;
   writeFileSync(
     script,
     [
       `import { runCommand } from ${JSON.stringify(RUNNER)};`,
-      `runCommand(${JSON.stringify(command(pidFile))}, { cwd: ${JSON.stringify(dir)}, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, timeoutMs: 600_000 })`,
+      `runCommand(${JSON.stringify(command(pidFile))}, { cwd: ${JSON.stringify(dir)}, env: ${JSON.stringify(env)}, box: ${JSON.stringify(box)}, timeoutMs: 600_000 })`,
       `  .then((outcome) => console.log(JSON.stringify(outcome)));`,
       '',
     ].join('\n'),
@@ -105,5 +109,22 @@ describe('the guard', () => {
 
     await killWorker(worker);
     await until(() => pids.every((pid) => !alive(pid)) && livingInGroup(pgid).length === 0, 3_000, `every process of group ${pgid} to die`);
+  });
+
+  test('a SIGKILLed worker takes its boxed training with it, and what that training setsid\'d or double-forked', async (t) => {
+    const marker = `autoresearch-guard-boxed-${process.pid}`;
+    const hostPids = () => {
+      const out = spawnSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' }).stdout;
+      return [...out.matchAll(new RegExp(`^\\s*(\\d+)\\s+[^Z\\s]\\S*\\s+${marker}`, 'gm'))].map((m) => Number(m[1]));
+    };
+    // Inside the box pids are the box's own, so the host finds the processes by their argv[0]
+    const command = (pidFile: string) =>
+      `setsid bash -c 'exec -a ${marker} sleep 300' </dev/null >/dev/null 2>&1 & ( ( exec -a ${marker} sleep 300 </dev/null >/dev/null 2>&1 & ) & ); ` +
+      `sleep 0.2; echo ready > ${pidFile}; exec -a ${marker} sleep 300`;
+    const { worker } = await startWorker(t, command, 1, true);
+    await until(() => hostPids().length === 3, 5_000, 'three boxed sleepers');
+    const pids = hostPids();
+    await killWorker(worker);
+    await until(() => pids.every((pid) => !alive(pid)), 3_000, `boxed processes ${pids} to die after the worker`);
   });
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { resultsDir } from '../activities/results';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { fetchStatus } from '../scripts/status';
@@ -54,16 +55,17 @@ test(`a study of ${EXPERIMENTS} experiments continues as new and completes with 
   assert.notEqual(lastRun.runId, firstRunId);
   const runs = [];
   for await (const execution of env.client.workflow.list({ query: `WorkflowId = "${workflowIdFor(tag)}"` })) runs.push(execution.runId);
-  assert.equal(runs.length, EXPERIMENTS / 100, 'one run per hundred experiments');
+  // A run continues as new once it has launched a hundred and its own proposals and records have settled.
+  assert.ok(Math.abs(runs.length - EXPERIMENTS / 100) <= 1, `${runs.length} runs: about one per hundred experiments`);
   const events = await Promise.all(runs.map(async (runId) => (await env.client.workflow.getHandle(workflowIdFor(tag), runId).fetchHistory()).events!.length));
   console.log(`events per run: ${events.join(' ')} (Temporal warns at 10,240)`);
   for (const count of events) assert.ok(count < 5_000, `${count} events`);
 
-  const records = (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records = (await readFile(join(resultsDir(repo, tag), 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(new Set(records.map((r) => r.id)).size, EXPERIMENTS);
-  assert.equal((await readFile(join(repo, 'results.tsv'), 'utf8')).trim().split('\n').length, EXPERIMENTS + 1);
+  assert.equal((await readFile(join(resultsDir(repo, tag), 'results.tsv'), 'utf8')).trim().split('\n').length, EXPERIMENTS + 1);
   const committed = records.filter((r) => r.commit !== null).length;
-  assert.equal(gitIn(repo, 'for-each-ref', '--format=%(refname)', `refs/autoresearch/${tag}/`).split('\n').length, committed);
+  assert.equal(gitIn(repo, 'for-each-ref', '--format=%(refname)', `refs/autoresearch/${tag}/${tag}-*`).split('\n').length, committed);
   const best = records.filter((r) => r.status === 'keep').reduce((a, b) => (b.valBpb < a.valBpb ? b : a));
   assert.equal(gitIn(repo, 'rev-parse', `autoresearch/${tag}`), best.commit);
   assert.equal(view.best!.commit, best.commit, 'the best survived continue-as-new');

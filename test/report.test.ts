@@ -2,9 +2,10 @@
 // are the records' own. Built from a hand-written results.jsonl, so every expected number is known.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resultsDir } from '../activities/results';
 import { chartData, summaryMarkdown, truncate, writeReport } from '../scripts/report';
 import type { ExperimentRecord, ExperimentStatus } from '../workflows/types';
 
@@ -58,8 +59,9 @@ before(async () => {
   repo = await mkdtemp(join(tmpdir(), 'autoresearch-report-'));
   // Written in decision order, which is not experiment order when lanes run in parallel.
   const order = [...records.slice(0, 9), records[10], records[9], records[11]];
-  await writeFile(join(repo, 'results.jsonl'), order.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  paths = await writeReport(repo);
+  await mkdir(resultsDir(repo, 'nov27'), { recursive: true });
+  await writeFile(join(resultsDir(repo, 'nov27'), 'results.jsonl'), order.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  paths = await writeReport(repo, 'nov27', (line) => assert.fail(`no warning expected: ${line}`));
   svg = await readFile(paths.svg, 'utf8');
 });
 
@@ -72,11 +74,11 @@ function layer(name: string): string {
   return match[1];
 }
 
-test('the files are written into report/ of the repo, with absolute paths', () => {
+test("the files are written into the tag's results/<tag>/report/, with absolute paths", () => {
   assert.deepEqual(paths, {
-    svg: join(repo, 'report', 'progress.svg'),
-    png: join(repo, 'report', 'progress.png'),
-    markdown: join(repo, 'report', 'summary.md'),
+    svg: join(repo, 'results', 'nov27', 'report', 'progress.svg'),
+    png: join(repo, 'results', 'nov27', 'report', 'progress.png'),
+    markdown: join(repo, 'results', 'nov27', 'report', 'summary.md'),
   });
 });
 
@@ -85,7 +87,7 @@ test('chartData: every experiment by number, the unscored apart, the best as a s
   assert.equal(data.tag, 'nov27');
   assert.deepEqual(data.points.map((p) => p.n), ROWS.map((_, n) => n));
   assert.equal(data.kept.length, KEPT.length);
-  assert.equal(data.discarded.length, DISCARDED.length);
+  assert.equal(data.discarded.length + data.diverged.length, DISCARDED.length);
   assert.deepEqual(data.unscored.map((p) => p.id), ['nov27-3', 'nov27-7', 'nov27-10']);
   assert.deepEqual(data.kept.map((p) => p.label), KEPT.map((r) => truncate(r[0])));
   assert.ok(truncate(LONG).length <= 40 && truncate(LONG).endsWith('…'));
@@ -97,12 +99,11 @@ test('chartData: every experiment by number, the unscored apart, the best as a s
     { n: 8, valBpb: 1.1 }, { n: 8, valBpb: 1.05 },
     { n: 11, valBpb: 1.05 }, { n: 11, valBpb: 1.02 },
   ]);
-  // the diverged 3.5 does not squash the chart: it is drawn at the top edge
-  const diverged = data.points.find((p) => p.n === 5)!;
-  assert.equal(diverged.clipped, true);
-  assert.equal(diverged.valBpb, 3.5);
-  assert.ok(data.yDomain![1] < 1.5 && data.yDomain![0] < 1.02);
-  assert.ok(data.points.filter((p) => p.n !== 5).every((p) => !p.clipped));
+  // the diverged 3.5 (above 1.2 + 10 × the 0.06 median absolute deviation) does not squash the chart
+  assert.ok(Math.abs(data.threshold! - 1.8) < 1e-9, String(data.threshold));
+  assert.deepEqual(data.diverged.map((p) => [p.id, p.valBpb, p.label]), [['nov27-5', 3.5, '3.5']]);
+  assert.ok(data.yDomain![1] < 1.25 && data.yDomain![0] < 1.02, String(data.yDomain));
+  assert.ok(data.points.filter((p) => p.n !== 5).every((p) => !p.diverged));
 });
 
 test('the SVG has one mark per experiment, by status, the kept descriptions as text and the best line', () => {
@@ -115,17 +116,22 @@ test('the SVG has one mark per experiment, by status, the kept descriptions as t
   const kept = marks(layer('kept'), 'keep');
   const discarded = marks(layer('discarded'), 'discard');
   const crashed = marks(layer('crashed'), 'crash');
+  const diverged = marks(layer('diverged'), 'discard');
   assert.deepEqual(kept.map((m) => Number(m[1])), [0, 1, 4, 8, 11]);
   assert.deepEqual(kept.map((m) => Number(m[2])), KEPT.map((r) => r[2]));
-  assert.deepEqual(discarded.map((m) => Number(m[1])), [2, 5, 6, 9]);
+  assert.deepEqual(discarded.map((m) => Number(m[1])), [2, 6, 9]);
   assert.deepEqual(crashed.map((m) => m[2]), ['none', 'none', 'none']);
-  assert.equal(kept.length + discarded.length, ROWS.length - CRASHED.length);
+  assert.deepEqual(diverged.map((m) => [Number(m[1]), m[2]]), [[5, '3.5 (diverged)']]);
+  assert.equal(kept.length + discarded.length + diverged.length, ROWS.length - CRASHED.length);
   // every mark of the chart is one of those: nothing drawn twice, nothing left out
   assert.equal((svg.match(/role="graphics-symbol" aria-roledescription="point"/g) ?? []).length, ROWS.length);
 
   // crashes sit on the x axis, below every scored point
   const ys = (group: string) => [...group.matchAll(/transform="translate\(([\d.]+),([\d.]+)\)"/g)].map((m) => Number(m[2]));
   assert.ok(Math.min(...ys(layer('crashed'))) > Math.max(...ys(layer('kept')), ...ys(layer('discarded'))));
+  // diverged trainings sit on the top edge, above every scored point, their value written beside them
+  assert.ok(Math.max(...ys(layer('diverged'))) < Math.min(...ys(layer('kept')), ...ys(layer('discarded'))));
+  assert.deepEqual([...layer('divergedLabels').matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]), ['3.5']);
 
   const texts = [...layer('labels').matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => unescape(m[1]));
   assert.deepEqual(texts, KEPT.map((r) => truncate(r[0])));
@@ -159,6 +165,8 @@ test('the summary states the records own figures', async () => {
   assert.equal(line('baseline val_bpb'), '1.200000 (nov27-0)');
   assert.equal(line('best val_bpb'), '1.020000 (nov27-11, commit 0bc0ffe)');
   assert.equal(line('improvement'), '0.180000 (15.00% lower than the baseline)');
+  assert.equal(line('diverged'), '1 (val_bpb above 1.800000: nov27-5)');
+  assert.match(md.split('## Diverged')[1], /^\| nov27-5 \| 05c0ffe \| 3\.5 \| discard \| DEPTH 8 -> 16 \(diverged\) \|$/m);
   assert.match(line('training seconds')!, new RegExp(`^${TRAINING.toFixed(1)} `));
   assert.match(line('wall seconds')!, new RegExp(`^${WALL.toFixed(1)} `));
   assert.match(line('overhead seconds')!, new RegExp(`^${(WALL - TRAINING).toFixed(1)} `));
@@ -174,11 +182,11 @@ test('the summary states the records own figures', async () => {
 
 test('an empty results.jsonl is a clear error, and a summary of parallel lanes does not go negative', async () => {
   const empty = await mkdtemp(join(tmpdir(), 'autoresearch-report-'));
-  await assert.rejects(writeReport(empty), { name: 'UserError', message: /no experiments in .*results\.jsonl yet/ });
+  await assert.rejects(writeReport(empty, 'nov27'), { name: 'UserError', message: /no experiments in .*results\/nov27\/results\.jsonl yet/ });
   const parallel = records.slice(0, 3).map((r) => ({ ...r, startedAt: new Date(T0).toISOString(), finishedAt: new Date(T0 + 400_000).toISOString() }));
   assert.match(summaryMarkdown(parallel), /^- overhead seconds: - \(experiments trained in parallel: 900\.0 s of training in 400\.0 s of wall time\)$/m);
 });
 
 async function readRecordsOf(dir: string): Promise<ExperimentRecord[]> {
-  return (await readFile(join(dir, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  return (await readFile(join(resultsDir(dir, 'nov27'), 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
 }

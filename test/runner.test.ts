@@ -7,9 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
-import { canIsolateNetwork, runCommand } from '../gpu-worker/runner';
+import { runCommand } from '../gpu-worker/runner';
+import { BOX_HOME } from '../gpu-worker/sandbox';
 import { trainingEnv, type Slot } from '../gpu-worker/training';
 
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
@@ -219,36 +218,21 @@ describe('streams', () => {
   });
 });
 
-describe('--no-network', () => {
-  // The training tries to reach a TCP server this test listens on: through the host's loopback it can.
-  const reach = (port: number) => `python3 -c "
-import socket
-try:
-    socket.create_connection(('127.0.0.1', ${port}), timeout=2); print('reached the network')
-except OSError as e:
-    print('no network:', type(e).__name__)
-"`;
-
-  test('a training in its own network namespace cannot reach what a normal one can', async (t) => {
-    assert.ok(canIsolateNetwork(), 'this Linux host can create network namespaces');
-    const server = createServer((socket) => socket.end()).listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    t.after(() => server.close());
-    const port = (server.address() as AddressInfo).port;
+describe('a box around the command', () => {
+  test('the command runs inside the argv given as box, with what the box adds', async (t) => {
     const dir = scratch(t);
-    const open = await runCommand(reach(port), { cwd: dir, env: ENV, timeoutMs: 20_000 });
-    assert.match(open.tail, /reached the network/);
-    const closed = await runCommand(reach(port), { cwd: dir, env: ENV, timeoutMs: 20_000, noNetwork: true });
-    assert.equal(closed.exitCode, 0);
-    assert.match(closed.tail, /no network: ConnectionRefusedError/);
+    const out = await runCommand('echo "inside=$INSIDE_THE_BOX"', { cwd: dir, env: ENV, timeoutMs: 10_000, box: ['env', 'INSIDE_THE_BOX=yes'] });
+    assert.equal(out.exitCode, 0);
+    assert.match(out.tail, /^inside=yes$/m);
   });
 
-  test('an isolated training past its timeout is still killed with its whole group', async (t) => {
+  test('a boxed command past its timeout is still killed with its whole group', async (t) => {
     const dir = scratch(t);
     const started = Date.now();
-    const outcome = await runCommand('sleep 300 & sleep 300', { cwd: dir, env: ENV, timeoutMs: 500, noNetwork: true });
+    const outcome = await runCommand(treeCommand(dir), { cwd: dir, env: ENV, timeoutMs: 1_000, box: ['env', 'INSIDE_THE_BOX=yes'] });
     assert.equal(outcome.timedOut, true);
     assert.ok(Date.now() - started < 5_000);
+    await assertTreeGone(dir);
   });
 });
 
@@ -260,9 +244,10 @@ describe('trainingEnv', () => {
     GITHUB_TOKEN: 'ghp-test-token',
     PATH: ENV.PATH,
     HOME: '/home/researcher',
+    TMPDIR: '/var/tmp/researcher',
   };
   const slot: Slot = { name: 'host-slot1', checkout: '/srv/checkout', cudaVisibleDevices: '1', pathPrefix: '/opt/autoresearch/venv/bin' };
-  const input = { experimentId: 'nov27-12', budgetSeconds: 240 };
+  const input = { experimentId: 'nov27-12', budgetSeconds: 240, seed: 3 };
   const SECRETS = ['sk-test-openai', 'aws-test-secret', 'temporal-test-key', 'ghp-test-token'];
 
   test('passes no secrets, only what a training command needs', () => {
@@ -270,10 +255,19 @@ describe('trainingEnv', () => {
     for (const key of ['OPENAI_API_KEY', 'AWS_SECRET_ACCESS_KEY', 'TEMPORAL_API_KEY', 'GITHUB_TOKEN']) assert.equal(env[key], undefined, key);
     for (const secret of SECRETS) assert.ok(!Object.values(env).includes(secret));
     assert.equal(env.PATH, `/opt/autoresearch/venv/bin:${ENV.PATH}`, "the slot's bin directory comes first");
-    assert.equal(env.HOME, '/home/researcher');
+    assert.equal(env.HOME, BOX_HOME, "the box's own empty HOME, not the worker's");
+    assert.equal(env.TMPDIR, undefined, "the box's private /tmp, not the worker's TMPDIR");
     assert.equal(env.AUTORESEARCH_TIME_BUDGET, '240');
+    assert.equal(env.AUTORESEARCH_SEED, '3');
     assert.equal(env.AUTORESEARCH_EXPERIMENT_ID, 'nov27-12');
     assert.equal(env.CUDA_VISIBLE_DEVICES, '1');
+  });
+
+  test('without the sandbox (--no-sandbox) the command keeps the worker\'s HOME and TMPDIR, and still no secret', () => {
+    const env = trainingEnv({ ...slot, sandbox: false }, input, from);
+    assert.equal(env.HOME, '/home/researcher');
+    assert.equal(env.TMPDIR, '/var/tmp/researcher');
+    for (const secret of SECRETS) assert.ok(!Object.values(env).includes(secret));
   });
 
   test('a slot without a GPU hides every GPU, and a slot without a prefix keeps PATH as is', () => {

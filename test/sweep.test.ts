@@ -120,11 +120,11 @@ describe('steps', () => {
   });
 
   test('fractions in (0,1) stay in (0,1)', () => {
-    for (const value of [0.001, 0.1, 0.5, 0.9, 0.99, 0.999]) {
+    for (const value of [0.001, 0.1, 0.3, 0.5, 0.6, 0.9, 0.99, 0.999]) {
       const p: Hyperparameter = { name: 'F', literal: String(value), value, isInt: false, start: 0 };
       for (const factor of [2, 4, 8]) {
         const values = steps(p, factor);
-        assert.equal(values.length, 2);
+        assert.ok(values.length >= 1, `${value} has a step at factor ${factor}`);
         for (const v of values) {
           assert.ok(v > 0 && v < 1, `${value} with factor ${factor} gave ${v}`);
           const written = Number(formatValue(v, false));
@@ -132,7 +132,39 @@ describe('steps', () => {
         }
       }
     }
-    assert.deepEqual(steps(param('LR'), 2), [0.05, 0.55]);
+    assert.deepEqual(steps(param('LR'), 2), [0.2, 0.05]);
+  });
+
+  test('a small fraction moves by the factor, never halfway to 1', () => {
+    const decay: Hyperparameter = { name: 'WEIGHT_DECAY', literal: '0.01', value: 0.01, isInt: false, start: 0 };
+    assert.deepEqual(steps(decay, 2), [0.02, 0.005]);
+    assert.deepEqual(steps(decay, 8), [0.08, 0.00125]);
+    const half: Hyperparameter = { name: 'P', literal: '0.5', value: 0.5, isInt: false, start: 0 };
+    assert.deepEqual(steps(half, 2), [0.25], 'the step up to 1 is dropped');
+  });
+
+  test('a fraction close to 1 moves its distance to 1 by the factor', () => {
+    const beta2: Hyperparameter = { name: 'BETA2', literal: '0.99', value: 0.99, isInt: false, start: 0 };
+    assert.deepEqual(steps(beta2, 2).map((v) => Number(v.toFixed(6))), [0.995, 0.98]);
+    const beta1: Hyperparameter = { name: 'BETA1', literal: '0.9', value: 0.9, isInt: false, start: 0 };
+    assert.deepEqual(steps(beta1, 2).map((v) => Number(v.toFixed(6))), [0.95, 0.8]);
+    assert.deepEqual(steps(beta1, 4).map((v) => Number(v.toFixed(6))), [0.975, 0.6]);
+    const p6: Hyperparameter = { name: 'P', literal: '0.6', value: 0.6, isInt: false, start: 0 };
+    assert.deepEqual(steps(p6, 4).map((v) => Number(v.toFixed(6))), [0.9], 'a step past 0 is dropped');
+  });
+
+  test('every proposal for the tiny target stays within the largest factor of its value (or of its distance to 1)', () => {
+    const before = new Map(findHyperparameters(TINY_TRAIN).map((p) => [p.name, p.value]));
+    const tried = new Set([gitBlobId(Buffer.from(TINY_TRAIN))]);
+    for (let n = 1; n <= 200; n++) {
+      const change = proposeSweep(TINY_TRAIN, 4, n, tried);
+      if (!change) break;
+      tried.add(gitBlobId(Buffer.from(change.content)));
+      const [name, , , to] = change.description.split(' ');
+      const [from, value] = [before.get(name)!, Number(to)];
+      const ratio = from > 0.5 && from < 1 ? (1 - value) / (1 - from) : value / from;
+      assert.ok(ratio >= 1 / 8 - 1e-9 && ratio <= 8 + 1e-9, `${change.description}: a ${ratio.toFixed(3)}x step`);
+    }
   });
 
   test('floats of 1 and above scale up and down by the factor', () => {
@@ -203,7 +235,7 @@ describe('proposeSweep', () => {
   test('runs through every reachable step without repeating, then returns null', () => {
     const small = 'LR = 0.1  # learning rate\nDEPTH = 4\n';
     const contents = exhaust(small, 5);
-    // LR: 0.05 0.55 0.025 0.775 0.0125 0.8875; DEPTH: 8 2 16 1 32 (the 1 from /8 is a duplicate).
+    // LR: 0.2 0.05 0.4 0.025 0.8 0.0125; DEPTH: 8 2 16 1 32 (the 1 from /8 is a duplicate).
     assert.equal(contents.length, 11);
     assert.equal(new Set(contents).size, contents.length);
     assert.equal(proposeSweep(small, 5, 999, new Set([small, ...contents].map((c) => gitBlobId(Buffer.from(c))))), null);
@@ -214,6 +246,29 @@ describe('proposeSweep', () => {
     for (const seed of [0, 1, 123456]) {
       const contents = exhaust(TINY_TRAIN, seed);
       assert.ok(contents.length > params * 3 && contents.length <= params * 6, `${contents.length} proposals for ${params} constants`);
+    }
+  });
+
+  test('returns the change and a search/replace edit that re-applies it to the file', () => {
+    for (let n = 1; n <= 30; n++) {
+      const change = proposeSweep(SOURCE, 13, n, new Set())!;
+      assert.equal(change.change, change.description);
+      const { search, replace } = change.edit;
+      assert.equal(SOURCE.split(search).length, 2, `${change.description}: the search text occurs once`);
+      assert.equal(SOURCE.replace(search, () => replace), change.content);
+      assert.ok(!search.includes('\n'), 'one line is enough when the line is unique');
+    }
+  });
+
+  test('the edit widens to neighbouring lines when the changed line occurs twice', () => {
+    const source = 'A = 2\nB = 1\nA = 2\n';
+    for (let n = 1; n <= 10; n++) {
+      const change = proposeSweep(source, 1, n, new Set())!;
+      const { search, replace } = change.edit;
+      let count = 0;
+      for (let at = source.indexOf(search); at !== -1; at = source.indexOf(search, at + 1)) count++;
+      assert.equal(count, 1, `${change.description}: ${JSON.stringify(search)} is unique`);
+      assert.equal(source.replace(search, () => replace), change.content);
     }
   });
 

@@ -117,3 +117,41 @@ test('a run with nothing recorded yet', () => {
   assert.match(text, /^experiments: +0 done, 0 kept$/m);
   assert.match(text, /^no results yet$/m);
 });
+
+test('a proposing lane shows its tokens and time, a queued one that it waits for a slot', () => {
+  const text = renderWatch({
+    ...running,
+    inFlight: [
+      { id: 'nov27-proposal-7', phase: 'proposing', description: '', heartbeat: { tokens: 812, elapsed: 95 } },
+      { id: 'nov27-proposal-6', phase: 'queued', description: 'BETA2 0.99 -> 0.995', heartbeat: null },
+    ],
+  });
+  const lines = text.split('\n');
+  const proposing = lines.findIndex((l) => l.includes('nov27-proposal-7'));
+  assert.equal(lines[proposing + 1], '    proposing: 812 tokens, 1m35s');
+  const queued = lines.findIndex((l) => l.includes('nov27-proposal-6'));
+  assert.match(lines[queued], /queued +BETA2 0\.99 -> 0\.995$/);
+  assert.equal(lines[queued + 1], '    queued: proposed and committed, waiting for a free slot');
+});
+
+test('warnings are shown under the counts, in full', () => {
+  const warning = 'gpu worker host-a trains without the sandbox (--no-sandbox): trainings can read this host and reach the network';
+  const text = renderWatch({ ...running, warnings: [warning] }, 60);
+  const lines = text.split('\n');
+  const first = lines.findIndex((l) => l.startsWith('warning:'));
+  assert.ok(first > lines.findIndex((l) => l.startsWith('experiments:')), 'after the counts');
+  const said = lines.slice(first).filter((l, i) => i === 0 || l.startsWith(' '.repeat(14))).join(' ').replace(/ +/g, ' ');
+  assert.ok(said.includes(warning), said);
+  for (const line of lines) assert.ok(line.length <= 60, `too wide: ${line}`);
+});
+
+test('a stale view says so right under the state: since when, how long ago, and why', () => {
+  const now = new Date(2026, 10, 27, 23, 4, 12).getTime();
+  const since = new Date(2026, 10, 27, 23, 0, 0).toISOString();
+  const why = 'no control worker answered within 5s (is `npx autoresearch worker` running?): counts are from the last finished experiment';
+  const text = renderWatch({ ...running, stale: { since, why } }, 200, now);
+  const lines = text.split('\n');
+  assert.match(lines[1], /^state: +running$/);
+  assert.equal(lines[2], `stale:        since 23:00:00 (4m12s ago): ${why}`);
+  assert.doesNotMatch(renderWatch(running, 200, now), /stale/);
+});

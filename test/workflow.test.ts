@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TSV_HEADER } from '../activities/results';
+import { formatScore, resultsDir, TSV_HEADER } from '../activities/results';
 import { researchWorkflow } from '../workflows';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from '../workflows/search-attributes';
 import { CONTROL_QUEUE, workflowIdFor, type ExperimentRecord, type RunConfig } from '../workflows/types';
@@ -37,9 +37,9 @@ test('each candidate is kept, discarded or recorded as a crash with its reason, 
   const repo = await makeRepo({ 'train.py': BEHAVIOUR_SCRIPT, 'prepare.py': '# the fixed harness\n' });
   const { handle, view } = await runStudy(repo, config(repo, 'decisions'));
   assert.equal(view.state, 'completed');
-  assert.equal(view.experimentsDone, 7);
+  assert.equal(view.experimentsDone, 7, view.reason);
 
-  const records: ExperimentRecord[] = (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records: ExperimentRecord[] = (await readFile(join(resultsDir(repo, 'decisions'), 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   const byX = new Map(records.map((r) => [r.n === 0 ? 4 : Number(/-> (\d+)/.exec(r.description)![1]), r]));
   assert.deepEqual([...byX.keys()].sort((a, b) => a - b), [1, 2, 4, 8, 16, 32, 64]);
   assert.equal(byX.get(4)!.status, 'keep');
@@ -55,13 +55,13 @@ test('each candidate is kept, discarded or recorded as a crash with its reason, 
   for (const x of [16, 1, 32, 64]) assert.equal(byX.get(x)!.status, 'crash', `X=${x}`);
 
   // results.tsv: the original's exact format, one row per experiment in recording order.
-  const tsv = (await readFile(join(repo, 'results.tsv'), 'utf8')).trimEnd().split('\n');
+  const tsv = (await readFile(join(resultsDir(repo, 'decisions'), 'results.tsv'), 'utf8')).trimEnd().split('\n');
   assert.equal(tsv[0], TSV_HEADER);
   assert.equal(tsv.length, 8);
   for (const [i, r] of records.entries()) {
     const [commit, valBpb, memoryGb, status, description] = tsv[i + 1].split('\t');
     assert.equal(commit, r.commit!.slice(0, 7));
-    assert.equal(valBpb, (r.valBpb ?? 0).toFixed(6));
+    assert.equal(valBpb, formatScore(r.valBpb));
     assert.equal(status, r.status);
     assert.equal(description, r.description);
     assert.equal(memoryGb, r.status === 'crash' && r.valBpb === null && !r.metrics.peak_vram_mb ? '0.0' : '2.0');
@@ -71,7 +71,7 @@ test('each candidate is kept, discarded or recorded as a crash with its reason, 
   const best = byX.get(8)!.commit!;
   assert.equal(gitIn(repo, 'rev-parse', 'autoresearch/decisions'), best);
   assert.equal(view.best!.commit, best);
-  const refs = gitIn(repo, 'for-each-ref', '--format=%(refname) %(objectname)', 'refs/autoresearch/decisions/').split('\n');
+  const refs = gitIn(repo, 'for-each-ref', '--format=%(refname) %(objectname)', 'refs/autoresearch/decisions/decisions-*').split('\n');
   assert.equal(refs.length, 7);
   for (const r of records) {
     assert.ok(refs.includes(`refs/autoresearch/decisions/${r.id} ${r.commit}`), `ref for ${r.id}`);
@@ -97,7 +97,7 @@ test('a baseline that does not score fails the run with the reason, after record
     (err: Error) => ({ view: err }),
   );
   assert.match((view.cause as Error).message, /baseline did not score \(exit code 1\)/);
-  const tsv = (await readFile(join(repo, 'results.tsv'), 'utf8')).trimEnd().split('\n');
+  const tsv = (await readFile(join(resultsDir(repo, 'broken'), 'results.tsv'), 'utf8')).trimEnd().split('\n');
   assert.equal(tsv.length, 2);
   assert.match(tsv[1], /\t0\.000000\t0\.0\tcrash\tbaseline$/);
 });

@@ -1,36 +1,42 @@
-// The research loop: propose → commit → train → decide → record, in as many lanes as the run allows.
-// Deterministic and I/O-free: every side effect is an activity, so a restarted worker replays to here.
+// The study: keeps every training slot fed, as program.md's loop would if it never had to wait.
+// Proposals are prepared ahead of the slots and rebased whenever the best moves; each experiment is
+// a child workflow (experiment.ts) that trains and signals its result back; results are decided and
+// recorded one at a time, in the order they finish, so the branch only ever fast-forwards.
+// Deterministic and I/O-free: every side effect is an activity or a child, so a worker replays to here.
 import {
-  ActivityCancellationType,
-  ActivityFailure,
-  ApplicationFailure,
   CancellationScope,
+  ParentClosePolicy,
   condition,
   continueAsNew,
   defineQuery,
   defineSignal,
+  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
+  startChild,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
+  ApplicationFailure,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
-import type { TrainingActivities } from '../gpu-worker/training';
-import { decide, type Decision } from './decide';
-import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT } from './search-attributes';
+import { judgeRuns, NO_NOISE, sigmaOf, withGroup, type Decision, type Judgement, type Noise } from './decide';
+import { decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
+import { causeOf, failureType, summary } from './failures';
+import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from './search-attributes';
 import {
   CONTROL_QUEUE,
-  GPU_QUEUE,
   experimentId,
-  trainingActivityId,
+  experimentWorkflowId,
+  proposalActivityId,
   workflowIdFor,
   type Best,
+  type Edit,
   type ExperimentRecord,
   type InFlight,
-  type Phase,
   type Proposal,
   type RunConfig,
   type RunSetup,
@@ -41,9 +47,10 @@ import {
 
 const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
 const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
-const MAX_FIX_ATTEMPTS = 2; // crashed candidates the llm proposer may try to repair in a row
-const TRAIN_GRACE_MS = 60_000; // the activity enforces --timeout itself; this covers materializing and reporting
-const HEARTBEAT_TIMEOUT = '30 seconds'; // a silent GPU worker is presumed dead and the training retried
+const REPAIRS_PER_CRASH = 2; // times one crashed experiment is shown to the llm proposer for repair
+const PROPOSER_FAILURES_IN_A_ROW = 5; // then the proposer is broken, not unlucky: the run halts
+const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget buys no useful proposal
+const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
@@ -52,9 +59,9 @@ const control = proxyActivities<ControlActivities>({
 });
 const proposer = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '15 minutes', // an LLM may think for a while; the activity times each call itself
-  heartbeatTimeout: '30 seconds', // …but a dead proposer is noticed within half a minute
-  retry: { initialInterval: '5 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
+  startToCloseTimeout: '30 minutes', // a slow local model streams for minutes; silence is caught by the heartbeat
+  heartbeatTimeout: '30 seconds', // …and a dead proposer within half a minute
+  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 3 },
 });
 
 export const pauseSignal = defineSignal('pause');
@@ -62,47 +69,515 @@ export const resumeSignal = defineSignal('resume');
 export const stopSignal = defineSignal<[{ cancelInFlight: boolean; reason?: string }]>('stop');
 export const statusQuery = defineQuery<StatusView>('status');
 
-/** State carried across continue-as-new. */
+/** A validated, committed proposal waiting for a slot. Its edits let it be re-applied on a newer best. */
+export interface Ready {
+  key: number;
+  parent: string;
+  commit: string;
+  description: string;
+  edits: Edit[];
+  files: Record<string, string>;
+  change: string;
+  tokens: number;
+  fixes?: string;
+  temperature?: number;
+}
+
+/** An experiment that has a number: training in its child workflow, or waiting to be recorded. */
+export interface Launched {
+  id: string;
+  n: number;
+  parent: string | null;
+  description: string;
+  proposal: Ready | null; // null for the baseline and for proposer failures
+  tokens: number; // what its proposal cost
+  hasWorkflow: boolean; // false for a proposer failure: nothing to train, only a row to write
+  startedAt: string;
+  commit: string | null; // known once a training reports
+  seeds: number[]; // one per training: the baseline's repeats, a confirmation run
+  results: (TrainingResult | null)[]; // by training, as they report
+  pending: number; // trainings not yet reported: each holds a slot
+}
+
+/** State carried across continue-as-new: the pipeline included, so no slot drains at the boundary. */
 export interface Carried {
   setup: RunSetup;
-  nextNumber: number;
+  nextNumber: number; // experiments get numbers when they start training, so untrained proposals are not counted
+  nextKey: number; // proposals get keys when they start
   experimentsDone: number;
   experimentsKept: number;
   best: Best | null;
+  baselineDone: boolean;
   tokensUsed: number;
   paused: boolean;
   recent: ExperimentRecord[];
-  crashed?: { experimentId: string; commit: string } | null; // the last training crash, for the llm to fix
-  fixStreak?: number;
+  crash: { experimentId: string; commit: string; shown: number } | null; // the last training crash, for repair
+  proposerFailures: number; // in a row
+  proposalMs: number; // running mean of a proposal's duration: sizes the pipeline and the deadline
+  trainingMs: number; // running mean of a training's duration
+  ready: Ready[];
+  launched: Launched[];
+  toJudge: string[]; // experiments whose trainings have all reported, in that order
+  noise: Noise; // pooled σ of val_bpb between runs of one commit
+  warnings: string[];
 }
 
 export async function researchWorkflow(config: RunConfig, carried?: Carried): Promise<StatusView> {
-  const run: Carried = carried ?? {
-    setup: await control.prepareRun.executeWithOptions({ summary: `prepare ${config.tag}: branch, baseline ref, harness digest` }, [config]),
-    nextNumber: 0,
-    experimentsDone: 0,
-    experimentsKept: 0,
-    best: null,
-    tokensUsed: 0,
-    paused: false,
-    recent: [],
-  };
+  const run: Carried = carried ?? (await freshRun(config));
   const firstNumberHere = run.nextNumber;
-  const lanes = new Map<string, InFlight & { scope: CancellationScope }>();
+  const proposing = new Map<number, { scope: CancellationScope; parent: string; allowance?: number }>();
+  const rebasing = new Set<number>();
+  let starting = 0; // child workflows whose start is not yet confirmed
+  let recording = false;
   let stop: { cancelInFlight: boolean; reason: string } | null = null;
-  let endReason = '';
+  let halt: string | null = null; // the run cannot go on: it ends failed, with this reason
+  let proposalsOver: string | null = null; // no proposal can succeed any more (budget spent, sweep exhausted)
   let finalState: RunState | null = null;
-  let recording: Promise<void> = Promise.resolve();
-  let fatal: unknown = null; // an unexpected failure: the run fails now
-  let halt: string | null = null; // a reason the run cannot go on: it drains its lanes, then fails with it
+  let fatal: unknown = null;
+  let tick = 0; // bumped by every completion: the loop re-plans after each
 
-  setHandler(pauseSignal, () => void (run.paused = true));
-  setHandler(resumeSignal, () => void (run.paused = false));
-  setHandler(stopSignal, ({ cancelInFlight, reason }) => {
-    stop = { cancelInFlight, reason: reason ?? 'stopped by request' };
-    if (cancelInFlight) for (const lane of lanes.values()) lane.scope.cancel();
+  setHandler(pauseSignal, () => void ((run.paused = true), tick++));
+  setHandler(resumeSignal, () => void ((run.paused = false), tick++));
+  setHandler(stopSignal, ({ cancelInFlight, reason }) => stopRun(reason ?? 'stopped by request', cancelInFlight));
+  setHandler(trainedSignal, ({ experimentId, commit, run: i, result }) => {
+    const l = run.launched.find((x) => x.id === experimentId);
+    if (!l || l.results[i] !== null) return; // not ours, or a duplicate delivery
+    l.results[i] = result;
+    l.commit ??= commit;
+    run.trainingMs = mean(run.trainingMs, result.seconds * 1000);
+    if (--l.pending === 0) run.toJudge.push(l.id);
+    tick++;
   });
   setHandler(statusQuery, () => status());
+
+  // One timer for the whole run: at the launch cutoff of --until the loop must wake even if nothing else happens.
+  if (config.untilMs !== undefined && config.untilMs - config.timeoutMs > Date.now()) {
+    void sleep(config.untilMs - config.timeoutMs - Date.now()).then(() => void tick++, () => undefined);
+  }
+  try {
+    if (run.nextNumber === 0) launch(null); // the baseline; proposals made from its commit train beside it
+    for (;;) {
+      if (fatal) throw fatal;
+      const ending = whyEnding();
+      if (ending !== null && idle()) {
+        return finish(ending);
+      }
+      if (ending === null && boundaryReached() && pipelineSettled()) {
+        describe('continuing as new');
+        return await continueAsNew<typeof researchWorkflow>(config, run);
+      }
+      plan();
+      const seen = tick;
+      await condition(() => tick !== seen || fatal !== null);
+    }
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    // Cancelled from the Web UI or `temporal workflow cancel`: like `stop --cancel`, every experiment in flight
+    // is killed and recorded before the run closes.
+    await CancellationScope.nonCancellable(async () => {
+      stopRun('cancelled', true);
+      while (!idle()) {
+        plan();
+        const seen = tick;
+        await condition(() => tick !== seen);
+      }
+      describe('cancelled: every experiment in flight was recorded');
+    });
+    throw err;
+  }
+
+  // ---- the plan: what to start now ------------------------------------------------------------
+
+  /** Records what finished, rebases what went stale, launches what is ready, proposes what is missing. */
+  function plan(): void {
+    if (!recording && nextToRecord()) void recordInOrder().catch((err) => void (fatal = err));
+    for (const r of run.ready) if (r.parent !== currentParent() && !rebasing.has(r.key)) void rebase(r);
+    while (whyEnding() === null && !run.paused && slotsBusy() < config.parallel) {
+      const i = run.ready.findIndex((r) => r.parent === currentParent() && !rebasing.has(r.key));
+      if (i < 0) break;
+      launch(run.ready.splice(i, 1)[0]);
+    }
+    for (let k = proposalsWanted(); k > 0; k--) propose(run.nextKey++);
+  }
+
+  /** Why no new experiment may start; with nothing in flight, why the run ends. The one place for endings. */
+  function whyEnding(): string | null {
+    if (stop) return stop.reason;
+    if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments) return `reached ${config.maxExperiments} experiments`;
+    if (config.untilMs !== undefined && Date.now() + config.timeoutMs > config.untilMs) {
+      return `deadline ${new Date(config.untilMs).toISOString()} reached`;
+    }
+    if (proposalsOver && run.ready.length === 0 && proposing.size === 0) return proposalsOver;
+    return null;
+  }
+
+  /** Why no new proposal may start now (a reason that lifts itself, like a pause, or one that ends the run). */
+  function whyNoProposal(): string | null {
+    if (whyEnding() !== null || proposalsOver || run.paused || boundaryReached()) return 'not now';
+    if (config.untilMs !== undefined && Date.now() + run.proposalMs + config.timeoutMs > config.untilMs) return 'too late';
+    if (config.maxTokensTotal !== undefined && tokenAllowance()! < MIN_TOKEN_ALLOWANCE) {
+      // Spent for good once no proposal in flight can hand back part of its allowance.
+      if (proposing.size === 0) proposalsOver = `token budget of ${config.maxTokensTotal} reached`;
+      return 'budget';
+    }
+    return null;
+  }
+
+  /** Enough proposals in the pipeline to hand every slot that frees a ready candidate, never more than can still run. */
+  function proposalsWanted(): number {
+    if (whyNoProposal() !== null) return 0;
+    const freeSlots = config.parallel - slotsBusy();
+    const remaining = config.maxExperiments === undefined ? Infinity : config.maxExperiments - run.nextNumber;
+    const want = Math.min(ahead() + Math.max(0, freeSlots), remaining);
+    const have = run.ready.length + proposing.size;
+    // The sweep is instant and must see every earlier proposal's ref to never repeat one: one at a time.
+    if (config.proposer === 'sweep') return proposing.size > 0 ? 0 : Math.min(1, want - have);
+    return want - have;
+  }
+
+  /** --ahead, or as many as keep every slot fed: one per slot, more when proposing takes longer than training. */
+  function ahead(): number {
+    if (config.ahead !== undefined) return config.ahead;
+    const perSlot = run.trainingMs > 0 ? Math.ceil(run.proposalMs / run.trainingMs) : 1;
+    return config.parallel * Math.min(MAX_AHEAD_PER_SLOT, Math.max(1, perSlot));
+  }
+
+  function boundaryReached(): boolean {
+    const every = config.experimentsPerHistory ?? EXPERIMENTS_PER_HISTORY;
+    return run.nextNumber - firstNumberHere >= every || workflowInfo().continueAsNewSuggested;
+  }
+
+  /** Nothing of this run's own is in flight (children are carried over; activities are not). */
+  function pipelineSettled(): boolean {
+    return proposing.size === 0 && rebasing.size === 0 && starting === 0 && !recording;
+  }
+
+  function idle(): boolean {
+    return pipelineSettled() && run.launched.length === 0;
+  }
+
+  function currentParent(): string {
+    return run.best?.commit ?? run.setup.baseCommit;
+  }
+
+  /** The baseline holds its slots until it is recorded: a failed baseline ends the run before anything else starts. */
+  function slotsBusy(): number {
+    return run.launched.reduce((sum, l) => sum + (l.n === 0 && !run.baselineDone ? l.seeds.length : l.pending), 0);
+  }
+
+  function isTraining(l: Launched): boolean {
+    return l.pending > 0;
+  }
+
+  // ---- proposing --------------------------------------------------------------------------------
+
+  /** One proposal, validated and committed on the current best, into the ready queue; a failure is a row. */
+  function propose(key: number): void {
+    const parent = currentParent();
+    const scope = new CancellationScope();
+    const allowance = tokenAllowance();
+    proposing.set(key, { scope, parent, allowance });
+    const started = Date.now();
+    scope
+      .run(async () => {
+        const proposal = await askProposer(key, parent, allowance);
+        run.tokensUsed += proposal.tokens;
+        run.proposalMs = mean(run.proposalMs, Date.now() - started);
+        if (!proposal.ok) return proposalFailed(parent, proposal);
+        run.proposerFailures = 0;
+        const commit = await control.commitProposal.executeWithOptions(summary(`proposal ${key}`, `commit: ${proposal.description}`), [
+          { config, key, parent, description: proposal.description, files: proposal.files },
+        ]);
+        const { description, edits, files, change, tokens, fixes, temperature } = proposal;
+        run.ready.push({ key, parent, commit, description, edits, files, change, tokens, fixes, temperature });
+      })
+      .catch((err) => {
+        if (!isCancellation(err)) fatal = err;
+      })
+      .finally(() => {
+        proposing.delete(key);
+        tick++;
+      });
+  }
+
+  async function askProposer(key: number, parent: string, tokenAllowance: number | undefined): Promise<Proposal> {
+    const crashed = repairable();
+    const inFlight = [...run.launched.map((l) => l.description), ...run.ready.map((r) => r.description)].filter(Boolean);
+    const what = crashed ? `propose (${config.proposer}, may repair ${crashed.experimentId})` : `propose (${config.proposer})`;
+    try {
+      return await proposer.propose.executeWithOptions(
+        { ...summary(`proposal ${key}`, what), activityId: proposalActivityId(config.tag, key) },
+        [{ config, key, parent, crashed, inFlight, tokenAllowance }],
+      );
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      if (failureType(err) === 'LlmRefused') {
+        haltRun(causeOf(err));
+        return { ok: false, reason: causeOf(err), tokens: 0, final: true };
+      }
+      return { ok: false, reason: causeOf(err), tokens: 0 };
+    }
+  }
+
+  /** The last training crash, offered for repair a bounded number of times whatever happens in between. */
+  function repairable(): { experimentId: string; commit: string } | undefined {
+    if (config.proposer !== 'llm' || !run.crash || run.crash.shown >= REPAIRS_PER_CRASH) return undefined;
+    run.crash.shown++;
+    return { experimentId: run.crash.experimentId, commit: run.crash.commit };
+  }
+
+  /** A failed proposal is an experiment with a row (commit 0000000), unless the run has all it may have. */
+  function proposalFailed(parent: string, proposal: Extract<Proposal, { ok: false }>): void {
+    if (proposal.final) {
+      proposalsOver ??= proposal.reason;
+      return;
+    }
+    run.proposerFailures++;
+    const limit = config.maxProposerFailures ?? PROPOSER_FAILURES_IN_A_ROW;
+    if (run.proposerFailures >= limit) haltRun(`the proposer failed ${limit} times in a row (last: ${proposal.reason})`);
+    if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments) return;
+    const n = run.nextNumber++;
+    const id = experimentId(config.tag, n);
+    const startedAt = new Date().toISOString();
+    const results = [noTraining(`proposer failed: ${proposal.reason}`)];
+    run.launched.push({ id, n, parent, description: '', proposal: null, tokens: proposal.tokens, hasWorkflow: false, startedAt, commit: null, seeds: [], results, pending: 0 });
+    run.toJudge.push(id);
+  }
+
+  /** The best moved: re-apply a queued proposal's edits on it, or drop it so a fresh one is proposed. */
+  async function rebase(r: Ready): Promise<void> {
+    const onto = currentParent();
+    rebasing.add(r.key);
+    try {
+      const rebased = await control.rebaseProposal.executeWithOptions(summary(`proposal ${r.key}`, `rebase onto ${onto.slice(0, 7)}`), [
+        { config, key: r.key, onto, description: r.description, edits: r.edits },
+      ]);
+      if (rebased.ok) Object.assign(r, { parent: onto, commit: rebased.commit, files: rebased.files, change: rebased.change });
+      else {
+        run.ready = run.ready.filter((x) => x !== r);
+        describe(`proposal ${r.key} no longer applies to the best (${rebased.reason}): proposing afresh`);
+      }
+    } catch (err) {
+      if (!isCancellation(err)) fatal = err;
+    } finally {
+      rebasing.delete(r.key);
+      tick++;
+    }
+  }
+
+  function tokenAllowance(): number | undefined {
+    if (config.maxTokensTotal === undefined) return undefined;
+    const reserved = [...proposing.values()].reduce((sum, p) => sum + (p.allowance ?? 0), 0);
+    return config.maxTokensTotal - run.tokensUsed - reserved;
+  }
+
+  // ---- training -----------------------------------------------------------------------------------
+
+  /** Gives the next number to a ready proposal (or the baseline) and starts its child workflow. */
+  function launch(proposal: Ready | null): void {
+    const n = run.nextNumber++;
+    const id = experimentId(config.tag, n);
+    const description = proposal?.description ?? 'baseline';
+    const parent = proposal?.parent ?? null;
+    const startedAt = new Date().toISOString();
+    const runs = proposal ? 1 : Math.max(1, config.baselineRuns ?? 1); // the baseline's repeats run side by side
+    const seeds = Array.from({ length: runs }, (_, i) => seedOf(config, n, i));
+    const commit = proposal ? null : run.setup.baseCommit;
+    const tokens = proposal?.tokens ?? 0;
+    const results = seeds.map(() => null);
+    run.launched.push({ id, n, parent, description, proposal, tokens, hasWorkflow: true, startedAt, commit, seeds, results, pending: runs });
+    starting++;
+    void CancellationScope.nonCancellable(async () => {
+      let child;
+      try {
+        const files = proposal?.files ?? (await control.readEditable(config, run.setup.baseCommit));
+        const { baseCommit, harnessDigest, gpuQueue } = run.setup;
+        child = await startChild(experimentWorkflow, {
+          workflowId: experimentWorkflowId(id),
+          args: [{ config, experimentId: id, n, parent, commit: proposal ? null : baseCommit, description, files, harnessDigest, gpuQueue, seeds }],
+          parentClosePolicy: ParentClosePolicy.ABANDON, // it trains and reports even after this run continued as new
+          typedSearchAttributes: [{ key: RESEARCH_TAG, value: config.tag }],
+          staticSummary: `${id}: ${description}`.slice(0, 200),
+        });
+      } catch (err) {
+        return reportUntrained(id, `could not start its workflow: ${causeOf(err)}`);
+      } finally {
+        starting--;
+        tick++;
+      }
+      // Reports by signal; this only catches a child that failed without reporting (a bug, or terminated by hand).
+      await child.result().catch((err) => reportUntrained(id, `its workflow failed: ${causeOf(err)}`));
+    });
+  }
+
+  function reportUntrained(id: string, problem: string): void {
+    const l = run.launched.find((x) => x.id === id);
+    if (!l || l.pending === 0) return;
+    l.results = l.results.map((r) => r ?? noTraining(problem));
+    l.pending = 0;
+    run.toJudge.push(id);
+    tick++;
+  }
+
+  // ---- deciding and recording, one at a time ------------------------------------------------------
+
+  /** The baseline first: nothing can be judged before it has set the bar. */
+  function nextToRecord(): Launched | undefined {
+    const id = run.baselineDone ? run.toJudge[0] : run.toJudge.find((x) => x === experimentId(config.tag, 0));
+    return run.launched.find((l) => l.id === id);
+  }
+
+  async function recordInOrder(): Promise<void> {
+    recording = true;
+    try {
+      for (let next = nextToRecord(); next; next = nextToRecord()) await decideAndRecord(next);
+    } finally {
+      recording = false;
+      tick++;
+    }
+  }
+
+  async function decideAndRecord(launched: Launched): Promise<void> {
+    run.toJudge = run.toJudge.filter((id) => id !== launched.id);
+    const outcome = judge(launched);
+    if (outcome.status === 'confirm') return confirm(launched, outcome.reason);
+    const results = launched.results as TrainingResult[];
+    if (outcome.status !== 'crash' && launched.hasWorkflow) run.noise = withGroup(run.noise, results.map((r) => r.metrics.val_bpb));
+    const previousBest = run.best;
+    if (outcome.status === 'keep') run.best = { experimentId: launched.id, commit: launched.commit!, valBpb: outcome.valBpb! };
+    if (launched.n === 0) run.baselineDone = true;
+    for (const r of results) noteSandbox(r);
+    const entry = recordOf(launched, results, outcome);
+    const move = outcome.status === 'keep' && previousBest ? { from: previousBest.commit, to: launched.commit! } : undefined;
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await control.recordExperiment.executeWithOptions(summary(entry.id, recordWhat(entry, move !== undefined)), [{ config, record: entry, move }]);
+      } catch (err) {
+        if (failureType(err) !== 'RepoError') throw err;
+        haltRun(causeOf(err)); // the row is written, or cannot be: either way the night cannot go on
+      }
+      if (!launched.hasWorkflow) return;
+      await getExternalWorkflowHandle(experimentWorkflowId(entry.id))
+        .signal(decidedSignal, { status: entry.status, reason: entry.reason, valBpb: entry.valBpb })
+        .catch(() => undefined); // terminated by hand: it hears nothing
+    });
+    noteCrash(launched, outcome); // once its row is written: the llm proposer reads the crash from there
+    run.launched = run.launched.filter((l) => l !== launched);
+    run.experimentsDone++;
+    if (entry.status === 'keep') run.experimentsKept++;
+    run.recent = [...run.recent, { ...entry, logTail: undefined }].slice(-RECENT_KEPT);
+    publish(entry);
+    if (launched.n === 0 && entry.status !== 'keep') haltRun(`the baseline did not score (${entry.reason}); fix the research repo and start again`);
+  }
+
+  /** A near-tie: one more training on another seed before it is decided. */
+  function confirm(launched: Launched, reason: string): void {
+    const seed = seedOf(config, launched.n, launched.seeds.length);
+    launched.seeds.push(seed);
+    launched.results.push(null);
+    launched.pending++;
+    void CancellationScope.nonCancellable(() =>
+      getExternalWorkflowHandle(experimentWorkflowId(launched.id))
+        .signal(repeatSignal, { seed })
+        .catch(() => reportUntrained(launched.id, 'its workflow is gone')),
+    );
+    describe(`${launched.id} ${reason}`);
+  }
+
+  /** The experiment's row: the mean of its runs, and every run in results.jsonl. */
+  function recordOf(launched: Launched, results: TrainingResult[], outcome: Decision): ExperimentRecord {
+    const proposal = launched.proposal;
+    const runs = results.map((r, i) => ({ seed: launched.seeds[i], valBpb: r.metrics.val_bpb ?? null, seconds: r.seconds, worker: r.worker }));
+    return {
+      id: launched.id,
+      n: launched.n,
+      parent: launched.parent,
+      commit: launched.commit,
+      description: launched.description || outcome.reason,
+      status: outcome.status,
+      reason: outcome.reason,
+      valBpb: outcome.valBpb,
+      memoryGb: Math.max(...results.map((r) => r.metrics.peak_vram_mb ?? 0)) / 1024,
+      metrics: { ...results[0].metrics, ...(outcome.valBpb === null ? {} : { val_bpb: outcome.valBpb }) },
+      proposer: launched.n === 0 ? 'baseline' : config.proposer,
+      tokens: launched.tokens,
+      fixes: proposal?.fixes,
+      change: proposal?.change,
+      temperature: proposal?.temperature,
+      seed: launched.seeds[0],
+      runs: launched.hasWorkflow ? runs : undefined,
+      confirmed: outcome.status === 'keep' && launched.n > 0 && results.length > 1 ? true : undefined,
+      sigma: sigmaOf(run.noise) ?? undefined,
+      startedAt: launched.startedAt,
+      finishedAt: new Date().toISOString(),
+      trainingSeconds: results.reduce((sum, r) => sum + r.seconds, 0),
+      logTail: outcome.status === 'crash' ? results.find((r) => r.logTail)?.logTail || undefined : undefined,
+    };
+  }
+
+  /**
+   * Keep-if-better (with the noise floor) against the best at completion. A win on a parent that was
+   * overtaken while it trained may not move the branch (it would drop the newer keep): it is recorded
+   * as such and its edits are queued again, to be rebased onto the new best and trained there.
+   */
+  function judge(launched: Launched): Judgement {
+    const results = launched.results as TrainingResult[];
+    if (launched.n > 0 && run.best === null) return { status: 'discard', reason: 'the baseline did not score: nothing to compare with', valBpb: null };
+    const outcome = judgeRuns(results, run.best, config.minImprovement, run.noise, config.confirmZ);
+    if (outcome.status === 'confirm' && stop) {
+      return { status: 'discard', reason: `${outcome.reason.replace(/: confirming$/, '')}; not confirmed: the run is stopping`, valBpb: outcome.valBpb };
+    }
+    if (outcome.status !== 'keep' || launched.n === 0 || launched.parent === run.best!.commit || !launched.proposal) return outcome;
+    const stale = launched.parent!.slice(0, 7);
+    if (whyEnding() === null) run.ready.unshift({ ...launched.proposal, parent: launched.parent! });
+    return {
+      status: 'discard',
+      reason: `beat the best ${run.best!.valBpb.toFixed(6)} but trained on ${stale}, overtaken meanwhile: queued again on the new best`,
+      valBpb: outcome.valBpb,
+    };
+  }
+
+  function noteCrash(launched: Launched, outcome: Decision): void {
+    if (outcome.status !== 'crash') run.crash = null;
+    else if (launched.commit && launched.n > 0 && !launched.results.some((r) => r?.problem === 'cancelled')) {
+      run.crash = { experimentId: launched.id, commit: launched.commit, shown: 0 };
+    }
+  }
+
+  function noteSandbox(result: TrainingResult): void {
+    const warning = `training without the sandbox on ${result.worker} (gpu-worker --no-sandbox)`;
+    if (result.sandboxed === false && !run.warnings.includes(warning)) run.warnings.push(warning);
+  }
+
+  // ---- stopping ------------------------------------------------------------------------------------
+
+  function stopRun(reason: string, cancelInFlight: boolean): void {
+    stop ??= { cancelInFlight, reason };
+    if (!cancelInFlight) return;
+    stop.cancelInFlight = true;
+    for (const p of proposing.values()) p.scope.cancel();
+    for (const l of run.launched.filter(isTraining)) {
+      void CancellationScope.nonCancellable(() => getExternalWorkflowHandle(experimentWorkflowId(l.id)).cancel().catch(() => undefined));
+    }
+    tick++;
+  }
+
+  function haltRun(reason: string): void {
+    halt ??= reason;
+    stopRun(reason, run.nextNumber <= 1 || run.best === null);
+  }
+
+  function finish(reason: string): StatusView {
+    if (halt) {
+      describe(`failed: ${halt}`);
+      throw ApplicationFailure.nonRetryable(halt, 'RunHalted');
+    }
+    finalState = stop ? 'stopped' : 'completed';
+    describe(`${finalState}: ${reason}`);
+    return { ...status(), reason };
+  }
+
+  // ---- what the Web UI and `status` show -------------------------------------------------------------
 
   function state(): RunState {
     if (finalState) return finalState;
@@ -111,6 +586,11 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   }
 
   function status(): StatusView {
+    const inFlight: InFlight[] = [
+      ...run.launched.map((l) => ({ id: l.id, phase: isTraining(l) ? 'training' as const : 'deciding' as const, description: l.description, heartbeat: null })),
+      ...run.ready.map((r) => ({ id: proposalActivityId(config.tag, r.key), phase: 'queued' as const, description: r.description, heartbeat: null })),
+      ...[...proposing.keys()].map((key) => ({ id: proposalActivityId(config.tag, key), phase: 'proposing' as const, description: '', heartbeat: null })),
+    ];
     return {
       tag: config.tag,
       workflowId: workflowIdFor(config.tag),
@@ -118,244 +598,64 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       experimentsDone: run.experimentsDone,
       experimentsKept: run.experimentsKept,
       best: run.best && { commit: run.best.commit, valBpb: run.best.valBpb },
-      inFlight: [...lanes.values()].map(({ id, phase, description }) => ({ id, phase, description, heartbeat: null })),
+      inFlight,
       tokensUsed: run.tokensUsed,
-      reason: stop?.reason,
+      reason: stop?.reason ?? proposalsOver ?? undefined,
       recent: run.recent,
+      warnings: run.warnings,
+      noise: noise() ?? undefined,
     };
   }
 
-  /** Why no new experiment may start, or null when one may. */
-  function noMoreReason(): string | null {
-    if (stop) return stop.reason;
-    if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments) {
-      return `reached ${config.maxExperiments} experiments`;
-    }
-    if (config.maxTokensTotal !== undefined && run.tokensUsed >= config.maxTokensTotal) {
-      return `token budget of ${config.maxTokensTotal} reached`;
-    }
-    if (config.untilMs !== undefined && Date.now() + config.timeoutMs > config.untilMs) {
-      return `deadline ${new Date(config.untilMs).toISOString()} reached`;
-    }
-    if (run.nextNumber - firstNumberHere >= EXPERIMENTS_PER_HISTORY || workflowInfo().continueAsNewSuggested) {
-      return 'continue-as-new';
-    }
-    return null;
+  function noise(): { sigma: number; runs: number } | null {
+    const sigma = sigmaOf(run.noise);
+    return sigma === null ? null : { sigma, runs: run.noise.runs };
   }
 
-  // The baseline must score before any candidate can name a parent.
-  const laneFree = () => !run.paused && lanes.size < config.parallel && (run.best !== null || run.nextNumber === 0);
-
-  for (;;) {
-    if (fatal) throw fatal;
-    const blocked = noMoreReason();
-    if (blocked !== null && lanes.size === 0) {
-      endReason = blocked;
-      break;
-    }
-    if (blocked === null && laneFree()) {
-      launch(run.nextNumber++);
-      continue;
-    }
-    const msToDeadline = config.untilMs === undefined ? undefined : Math.max(1, config.untilMs - config.timeoutMs - Date.now());
-    const wake = () => fatal !== null || (noMoreReason() === null && laneFree()) || (noMoreReason() !== null && lanes.size === 0);
-    if (msToDeadline === undefined) await condition(wake);
-    else await condition(wake, msToDeadline);
-  }
-  await recording;
-
-  if (halt) {
-    describe(`failed: ${halt}`);
-    throw ApplicationFailure.nonRetryable(halt, 'RunHalted');
-  }
-  if (endReason === 'continue-as-new') {
-    describe('continuing as new');
-    await continueAsNew<typeof researchWorkflow>(config, run);
-  }
-  finalState = stop ? 'stopped' : 'completed';
-  describe(`${finalState}: ${endReason}`);
-  return { ...status(), reason: endReason };
-
-  function launch(n: number): void {
-    const id = experimentId(config.tag, n);
-    const scope = new CancellationScope();
-    lanes.set(id, { id, phase: 'proposing', description: '', heartbeat: null, scope });
-    describe(`experiment ${id} started`);
-    scope
-      .run(() => experiment(n, id))
-      .catch((err) => void (fatal = err))
-      .finally(() => lanes.delete(id));
-  }
-
-  function haltRun(reason: string): void {
-    halt ??= reason;
-    stop ??= { cancelInFlight: false, reason };
-  }
-
-  function setPhase(id: string, phase: Phase, description?: string): void {
-    const lane = lanes.get(id);
-    if (!lane) return;
-    lane.phase = phase;
-    if (description !== undefined) lane.description = description;
-  }
-
-  /** One experiment, start to recorded row. Whatever goes wrong becomes its row; the night goes on. */
-  async function experiment(n: number, id: string): Promise<void> {
-    const startedAt = new Date().toISOString();
-    const candidate = { parent: run.best?.commit ?? null, commit: null as string | null, description: n === 0 ? 'baseline' : '' };
-    let tokens = 0;
-    let fixes: string | undefined;
-    let outcome: Decision;
-    let result: TrainingResult | null = null;
-    try {
-      let files: Record<string, string>;
-      if (n === 0) {
-        candidate.commit = run.setup.baseCommit;
-        files = await control.readEditable.executeWithOptions(summary(id, 'read the baseline'), [config, candidate.commit]);
-      } else {
-        const proposal = await propose(id, n, candidate.parent!);
-        tokens = proposal.tokens;
-        run.tokensUsed += tokens;
-        run.fixStreak = proposal.ok && proposal.fixes ? (run.fixStreak ?? 0) + 1 : 0;
-        if (!proposal.ok) throw new ExperimentFailed(`proposer failed: ${proposal.reason}`);
-        fixes = proposal.fixes;
-        candidate.description = proposal.description;
-        setPhase(id, 'committing', proposal.description);
-        files = proposal.files;
-        candidate.commit = await control.commitCandidate.executeWithOptions(summary(id, `commit: ${proposal.description}`), [
-          { config, experimentId: id, parent: candidate.parent!, description: proposal.description, files },
-        ]);
-      }
-      setPhase(id, 'training', candidate.description);
-      result = await train({
-        experimentId: id,
-        commit: candidate.commit,
-        files,
-        harnessDigest: run.setup.harnessDigest,
-        command: config.command,
-        budgetSeconds: config.budgetSeconds,
-        timeoutMs: config.timeoutMs,
-      });
-      setPhase(id, 'deciding');
-      // Decide now, against the best as it is at completion time: lanes finish in any order.
-      outcome = decide(result, run.best, config.minImprovement);
-    } catch (err) {
-      outcome = failure(err);
-    }
-    if (!candidate.description) candidate.description = outcome.reason;
-    if (outcome.status !== 'crash') run.crashed = null;
-    else if (result && n > 0) run.crashed = { experimentId: id, commit: candidate.commit! };
-    const previousBest = run.best;
-    if (outcome.status === 'keep') run.best = { experimentId: id, commit: candidate.commit!, valBpb: outcome.valBpb! };
-    await record({
-      id,
-      n,
-      ...candidate,
-      status: outcome.status,
-      reason: outcome.reason,
-      valBpb: outcome.valBpb,
-      memoryGb: (result?.metrics.peak_vram_mb ?? 0) / 1024,
-      metrics: result?.metrics ?? {},
-      proposer: n === 0 ? 'baseline' : config.proposer,
-      tokens,
-      fixes,
-      startedAt,
-      finishedAt: new Date().toISOString(),
-      trainingSeconds: result?.seconds ?? 0,
-      logTail: outcome.status === 'crash' ? result?.logTail : undefined,
-    }, outcome.status === 'keep' && previousBest ? { from: previousBest.commit, to: candidate.commit! } : undefined);
-    if (n === 0 && outcome.status !== 'keep') haltRun(`the baseline did not score (${outcome.reason}); fix the research repo and start again`);
-  }
-
-  /** A proposal; the llm proposer may fix the last crash instead. A refused API key halts the run. */
-  async function propose(id: string, n: number, parent: string): Promise<Proposal> {
-    const fixable = config.proposer === 'llm' && (run.fixStreak ?? 0) < MAX_FIX_ATTEMPTS ? run.crashed ?? undefined : undefined;
-    try {
-      const what = fixable ? `propose (${config.proposer}, may repair ${fixable.experimentId})` : `propose (${config.proposer})`;
-      return await proposer.propose.executeWithOptions(summary(id, what), [{ config, experimentId: id, n, parent, crashed: fixable }]);
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      if (failureType(err) === 'LlmRefused') haltRun(causeOf(err));
-      throw new ExperimentFailed(`proposer failed: ${causeOf(err)}`);
-    }
-  }
-
-  /** Training never throws: a dead worker past its retries, or a cancelled run, is a result too. */
-  async function train(input: Parameters<TrainingActivities['train']>[0]): Promise<TrainingResult> {
-    const gpu = proxyActivities<TrainingActivities>({
-      taskQueue: GPU_QUEUE,
-      activityId: trainingActivityId(input.experimentId),
-      startToCloseTimeout: input.timeoutMs + TRAIN_GRACE_MS,
-      heartbeatTimeout: HEARTBEAT_TIMEOUT,
-      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { initialInterval: '5 seconds', maximumAttempts: 3 },
-    });
-    const failed = (problem: string): TrainingResult => ({ exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '' });
-    try {
-      return await gpu.train.executeWithOptions(summary(input.experimentId, `train ${input.commit.slice(0, 7)}`), [input]);
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      return failed(`training failed: ${causeOf(err)}`);
-    }
-  }
-
-  /** Rows are written one at a time, in decision order, even when lanes finish together. */
-  async function record(entry: ExperimentRecord, move?: { from: string; to: string }): Promise<void> {
-    const previous = recording;
-    const what = `record ${entry.status}${entry.valBpb === null ? '' : ` ${entry.valBpb.toFixed(6)}`}${move ? ', move the branch' : ''}`;
-    recording = previous
-      .then(() => CancellationScope.nonCancellable(() => control.recordExperiment.executeWithOptions(summary(entry.id, what), [{ config, record: entry, move }])))
-      .catch((err) => {
-        if (failureType(err) !== 'RepoError') throw err;
-        haltRun(causeOf(err)); // the row is written; the branch is not ours to move any more
-      });
-    await recording;
-    run.experimentsDone++;
-    if (entry.status === 'keep') run.experimentsKept++;
-    run.recent = [...run.recent, { ...entry, logTail: undefined }].slice(-RECENT_KEPT);
-    publish(entry);
-  }
-
-  /** What the Web UI shows without opening the run's history. */
   function publish(last: ExperimentRecord): void {
     upsertSearchAttributes([
       { key: EXPERIMENTS_DONE, value: run.experimentsDone },
       { key: EXPERIMENTS_KEPT, value: run.experimentsKept },
       ...(run.best ? [{ key: BEST_VAL_BPB, value: run.best.valBpb }] : []),
     ]);
-    upsertMemo({ repo: config.repo, proposer: config.proposer, bestCommit: run.best?.commit ?? null });
+    upsertMemo({ repo: config.repo, proposer: config.proposer, bestCommit: run.best?.commit ?? null, sigma: noise()?.sigma ?? null, warnings: run.warnings });
     const score = last.valBpb === null ? '' : ` val_bpb ${last.valBpb.toFixed(6)}`;
     describe(`${last.id} ${last.status}${score}: ${last.description}`);
   }
 
   function describe(now: string): void {
     const best = run.best ? `best val_bpb ${run.best.valBpb.toFixed(6)} (${run.best.commit.slice(0, 7)})` : 'no best yet';
-    setCurrentDetails(`**${state()}** · ${run.experimentsDone} done, ${run.experimentsKept} kept · ${best}\n\nlast: ${now}`);
+    const pipeline = `${run.launched.filter(isTraining).length} training, ${run.ready.length} ready, ${proposing.size} proposing`;
+    const warn = run.warnings.length ? `\n\n⚠ ${run.warnings.join('; ')}` : '';
+    const sigma = noise() ? ` · noise σ ${noise()!.sigma.toFixed(6)} (${noise()!.runs} runs)` : '';
+    setCurrentDetails(`**${state()}** · ${run.experimentsDone} done, ${run.experimentsKept} kept · ${best}${sigma} · ${pipeline}\n\nlast: ${now}${warn}`);
   }
 }
 
-class ExperimentFailed extends Error {}
-
-/** The line the Web UI shows beside an activity in the event history (at most 200 bytes). */
-function summary(experimentId: string, what: string): { summary: string } {
-  const text = `${experimentId}: ${what.replace(/\s+/g, ' ')}`;
-  return { summary: text.length > 180 ? `${text.slice(0, 179)}…` : text };
+async function freshRun(config: RunConfig): Promise<Carried> {
+  const setup = await control.prepareRun.executeWithOptions({ summary: `prepare ${config.tag}: branch, baseline ref, harness digest` }, [config]);
+  return {
+    setup, nextNumber: 0, nextKey: 1, experimentsDone: 0, experimentsKept: 0, best: null, baselineDone: false, tokensUsed: 0,
+    paused: false, recent: [], crash: null, proposerFailures: 0, proposalMs: 0, trainingMs: 0, ready: [], launched: [],
+    toJudge: [], noise: NO_NOISE, warnings: [],
+  };
 }
 
-function failure(err: unknown): Decision {
-  if (isCancellation(err)) return { status: 'discard', reason: 'cancelled by stop', valBpb: null };
-  if (err instanceof ExperimentFailed) return { status: 'crash', reason: err.message, valBpb: null };
-  return { status: 'crash', reason: `activity failed: ${causeOf(err)}`, valBpb: null };
+function recordWhat(entry: ExperimentRecord, moves: boolean): string {
+  return `record ${entry.status}${entry.valBpb === null ? '' : ` ${entry.valBpb.toFixed(6)}`}${moves ? ', move the branch' : ''}`;
 }
 
-/** The type of the ApplicationFailure an activity threw, if it threw one. */
-function failureType(err: unknown): string | undefined {
-  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? (err.cause.type ?? undefined) : undefined;
+/** A result for an experiment that never trained (its proposer failed, or its workflow did). */
+function noTraining(problem: string): TrainingResult {
+  return { exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '', sandboxed: true };
 }
 
-/** The innermost message of an ActivityFailure: what actually went wrong. */
-function causeOf(err: unknown): string {
-  let e = err as Error | undefined;
-  while (e?.cause instanceof Error) e = e.cause;
-  return e?.message ?? String(err);
+/** AUTORESEARCH_SEED of training i of experiment n: fixed by the run's --seed, different for every training. */
+function seedOf(config: RunConfig, n: number, i: number): number {
+  return config.seed * 1_000_000 + n * 16 + i;
+}
+
+/** An exponential running mean: recent durations count most, one odd value does not swing it. */
+function mean(previous: number, sample: number): number {
+  return previous === 0 ? sample : previous * 0.7 + sample * 0.3;
 }

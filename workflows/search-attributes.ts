@@ -6,4 +6,8 @@ export const BEST_VAL_BPB = defineSearchAttributeKey('BestValBpb', SearchAttribu
 export const EXPERIMENTS_DONE = defineSearchAttributeKey('ExperimentsDone', SearchAttributeType.INT);
 export const EXPERIMENTS_KEPT = defineSearchAttributeKey('ExperimentsKept', SearchAttributeType.INT);
 
-export const ALL_SEARCH_ATTRIBUTES = [RESEARCH_TAG, BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT];
+// On each experiment's own workflow: the workflow list filtered by ResearchTag reads as the night's table.
+export const EXPERIMENT_STATUS = defineSearchAttributeKey('ExperimentStatus', SearchAttributeType.KEYWORD);
+export const VAL_BPB = defineSearchAttributeKey('ValBpb', SearchAttributeType.DOUBLE);
+
+export const ALL_SEARCH_ATTRIBUTES = [RESEARCH_TAG, BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, EXPERIMENT_STATUS, VAL_BPB];

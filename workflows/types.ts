@@ -2,7 +2,7 @@
 // Pure types and constants only: the workflow bundle imports this file.
 
 export const CONTROL_QUEUE = 'autoresearch'; // task queue of the control worker (git, proposals, results)
-export const GPU_QUEUE = 'gpu'; // task queue of the training slots
+export const GPU_QUEUE_PREFIX = 'gpu-'; // training slots poll `gpu-<repo id>`: a training only reaches a worker holding its repo
 export const WORKFLOW_ID_PREFIX = 'autoresearch-';
 export const BRANCH_PREFIX = 'autoresearch/';
 export const CANDIDATE_REF_PREFIX = 'refs/autoresearch/';
@@ -16,7 +16,7 @@ export const NO_COMMIT = '0000000'; // the commit column of an experiment that n
 
 export type ProposerKind = 'sweep' | 'llm';
 export type ExperimentStatus = 'keep' | 'discard' | 'crash';
-export type Phase = 'proposing' | 'committing' | 'training' | 'deciding';
+export type Phase = 'proposing' | 'queued' | 'committing' | 'training' | 'deciding';
 export type RunState = 'running' | 'paused' | 'stopping' | 'completed' | 'stopped' | 'failed';
 
 /** Everything a run needs to know, fixed at `start`. */
@@ -35,13 +35,21 @@ export interface RunConfig {
   minImprovement: number; // a candidate is kept if val_bpb < best - minImprovement
   model?: string; // the llm proposer's model
   llmTimeoutMs?: number; // per chat-completions call
-  maxTokensTotal?: number; // the llm proposer's spend for the night: no proposal starts past it
+  maxTokensTotal?: number; // the llm proposer's spend for the night: no call starts past it
+  ahead?: number; // proposals prepared ahead of the slots (default: enough to keep every lane fed)
+  maxProposerFailures?: number; // proposer failures in a row that halt the run (default 5)
+  experimentsPerHistory?: number; // continue-as-new after this many experiments (default 100)
+  temperature?: number; // the llm proposer's sampling temperature (recorded with each experiment)
+  maxTokensPerCall?: number; // max_tokens of each chat-completions call
+  baselineRuns?: number; // the baseline is trained this many times, on different seeds, to measure the noise (CLI default 3)
+  confirmZ?: number; // a gain under confirmZ·σ is confirmed by another run before a keep (default 2; 0: never confirm)
 }
 
 /** Fixed facts about the run, established once by the first activity. */
 export interface RunSetup {
   baseCommit: string;
   harnessDigest: string;
+  gpuQueue: string; // gpuQueueFor(the repo's root commit)
 }
 
 export interface Best {
@@ -53,6 +61,7 @@ export interface Best {
 /** The training activity's input: small, self-contained, no paths of the control host. */
 export interface TrainingInput {
   experimentId: string;
+  seed: number; // AUTORESEARCH_SEED in the training's environment: repeats of one commit differ only by it
   commit: string;
   files: Record<string, string>; // full content of the editable files
   harnessDigest: string;
@@ -69,18 +78,31 @@ export interface TrainingResult {
   logTail: string; // bounded
   problem?: string; // set when the command could not be judged (harness mismatch, missing command…)
   worker: string;
+  sandboxed: boolean; // false only on a GPU worker started with --no-sandbox: status and the memo say so
 }
 
 export interface Heartbeat {
   step?: number;
   percent?: number;
   loss?: number;
-  elapsed: number; // seconds since the command started
+  tokens?: number; // a proposal: tokens streamed so far
+  elapsed: number; // seconds since the command (or the proposal) started
 }
 
+/** One search/replace in an editable file; an empty search with the whole file as replace rewrites it. */
+export interface Edit {
+  path: string;
+  search: string;
+  replace: string;
+}
+
+/**
+ * A proposer's answer. `edits` are kept so a proposal can be re-applied on a newer best (rebased);
+ * `change` is what really changed, computed from the files (e.g. `LEARNING_RATE 0.006 -> 0.03`).
+ */
 export type Proposal =
-  | { ok: true; description: string; files: Record<string, string>; tokens: number; fixes?: string }
-  | { ok: false; reason: string; tokens: number };
+  | { ok: true; description: string; files: Record<string, string>; edits: Edit[]; change: string; tokens: number; fixes?: string; temperature?: number }
+  | { ok: false; reason: string; tokens: number; final?: boolean }; // final: no later proposal can succeed either
 
 /** One experiment as written to results.jsonl; results.tsv holds five of its fields. */
 export interface ExperimentRecord {
@@ -97,10 +119,24 @@ export interface ExperimentRecord {
   proposer: ProposerKind | 'baseline';
   tokens: number;
   fixes?: string; // the crashed experiment this one repairs
+  change?: string; // what really changed, computed from the files
+  temperature?: number; // the llm proposer's sampling temperature
+  seed?: number; // AUTORESEARCH_SEED of its (first) training
+  runs?: RunScore[]; // every training of it: the baseline's repeats, a confirmation; valBpb is their mean
+  confirmed?: boolean; // kept after a confirmation run
+  sigma?: number; // the run's noise estimate (σ of val_bpb) when this was decided
   startedAt: string;
   finishedAt: string;
   trainingSeconds: number;
   logTail?: string;
+}
+
+/** One training of an experiment. */
+export interface RunScore {
+  seed: number;
+  valBpb: number | null;
+  seconds: number;
+  worker: string;
 }
 
 export interface InFlight {
@@ -122,17 +158,35 @@ export interface StatusView {
   tokensUsed: number;
   reason?: string; // why the run ended or is stopping
   recent: ExperimentRecord[]; // last few, newest last, without log tails
+  warnings?: string[]; // e.g. a GPU worker that trains without the sandbox
+  noise?: { sigma: number; runs: number }; // σ of val_bpb between runs of one commit, from `runs` trainings
+  stale?: { since: string; why: string }; // the CLI could not query the run: figures are from that time
 }
 
 export function workflowIdFor(tag: string): string {
   return WORKFLOW_ID_PREFIX + tag;
 }
 
-/** The training activity's id: what `status` looks for among the server's pending activities. */
-export function trainingActivityId(experimentId: string): string {
-  return `${experimentId}-train`;
+/** The training activity's id (its repeats add `-<run>`): what `status` looks for among the pending activities. */
+export function trainingActivityId(experimentId: string, run = 0): string {
+  return run === 0 ? `${experimentId}-train` : `${experimentId}-train-${run}`;
+}
+
+/** The propose activity's id: its heartbeat (tokens streamed, seconds) is what `status` shows while proposing. */
+export function proposalActivityId(tag: string, key: number): string {
+  return `${tag}-proposal-${key}`;
 }
 
 export function experimentId(tag: string, n: number): string {
   return `${tag}-${n}`;
+}
+
+/** Each experiment is a child workflow with its own page in the Web UI; its training activity runs there. */
+export function experimentWorkflowId(experimentId: string): string {
+  return WORKFLOW_ID_PREFIX + experimentId;
+}
+
+/** The task queue of the GPU workers holding one research repo (any clone: the root commit names it). */
+export function gpuQueueFor(rootCommit: string): string {
+  return GPU_QUEUE_PREFIX + rootCommit.slice(0, 12);
 }

@@ -1,0 +1,343 @@
+// `npm run bench`: does a GPU ever wait? Runs whole studies on a local dev server with the real
+// workflow and workers, a training that sleeps T seconds (a GPU's work without the CPU) and a
+// stand-in model that thinks L seconds, then prints, from the trainings' own clocks, each slot's busy
+// fraction, experiments per slot-hour against the limit 3600 / T, and the idle gap between one
+// training's end and the next start (the orchestration's overhead when L = 0), for proposals ahead of
+// the slots (`ahead` left to the run) beside `--ahead 0`; then one run across continue-as-new
+// boundaries, and how long the CLI takes to answer.
+//
+//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~17 min)
+//   npm run bench -- --quick        T = 5 s, L ∈ {0, 3} s, 4 experiments a slot (~4 min)
+//   --train S          training seconds T
+//   --think L,L        the model's think times, seconds
+//   --slots N,N        slot counts to compare
+//   --per-slot N       experiments per slot in each run (the baseline included)
+//   --history-size N   the boundary run's continue-as-new interval, experiments (default 4)
+//   --jobs N           runs side by side, each with its own repo and GPU queue (default 2; 1 = one after another)
+//   --no-boundary      skip the continue-as-new run
+//   --no-cli           skip the CLI latency figures
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readRecords } from '../activities/results';
+import { createControlWorker } from '../activities/worker';
+import { createGpuWorker } from '../gpu-worker/worker';
+import { startRun } from '../scripts/runs';
+import { workflowIdFor, type RunConfig } from '../workflows/types';
+import { cliLatency, type Latency } from './bench/cli-latency';
+import { busyFraction, busyWithin, median, perSlotHour, slotGaps, type Training } from './bench/figures';
+import { HARNESS_PY, MIN_IMPROVEMENT, TRAIN_PY, programFor, thinkingModel } from './bench/stand-ins';
+import { devServer, makeRepo } from './helpers';
+
+const TIMEOUT_ALLOWANCE_S = 60; // a training's hard limit is T plus this: python start-up never times out
+const CLI_RUNS = 5; // each command's median is over this many runs
+const NAMESPACE = 'default';
+
+interface Options {
+  trainSeconds: number;
+  thinkSeconds: number[];
+  slots: number[];
+  perSlot: number;
+  historySize: number;
+  jobs: number;
+  boundary: boolean;
+  cli: boolean;
+}
+
+class UsageError extends Error {}
+
+function numbers(flag: string, text: string, min: number, whole = false): number[] {
+  const values = text.split(',').map(Number);
+  if (values.some((v) => !Number.isFinite(v) || v < min || (whole && !Number.isInteger(v)))) {
+    throw new UsageError(`--${flag}: "${text}" is not a list of ${whole ? 'whole numbers' : 'numbers'} ≥ ${min}`);
+  }
+  return values;
+}
+
+function count(flag: string, text: string | undefined, fallback: number, min = 1): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text) || Number(text) < min) {
+    throw new UsageError(`--${flag}: "${text}" is not a whole number ≥ ${min}`);
+  }
+  return Number(text);
+}
+
+function options(argv: string[]): Options {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        quick: { type: 'boolean' }, train: { type: 'string' }, think: { type: 'string' }, slots: { type: 'string' },
+        'per-slot': { type: 'string' }, 'history-size': { type: 'string' }, jobs: { type: 'string' },
+        'no-boundary': { type: 'boolean' }, 'no-cli': { type: 'boolean' },
+      },
+    }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('. ')[0]); // parseArgs adds advice about positionals
+  }
+  const quick = parsed.quick ?? false;
+  return {
+    trainSeconds: parsed.train === undefined ? (quick ? 5 : 30) : numbers('train', parsed.train, 1)[0],
+    thinkSeconds: parsed.think === undefined ? (quick ? [0, 3] : [0, 15]) : numbers('think', parsed.think, 0),
+    slots: parsed.slots === undefined ? [1, 4] : numbers('slots', parsed.slots, 1, true),
+    perSlot: count('per-slot', parsed['per-slot'], quick ? 4 : 6, 2),
+    historySize: count('history-size', parsed['history-size'], 4),
+    jobs: count('jobs', parsed.jobs, 2),
+    boundary: !parsed['no-boundary'],
+    cli: !parsed['no-cli'],
+  };
+}
+
+// Issue 11's line (the extra training time confirmation runs cost on a night keeping ~15%) will be
+// one more scenario: a harness with seeded noise and several baseline runs. Not measured yet.
+interface Scenario {
+  label: string; // also the run's tag
+  slots: number;
+  thinkSeconds: number;
+  ahead: 'auto' | 0; // auto: the run's default, enough to keep every slot fed
+  historySize?: number;
+}
+
+function scenarios(opts: Options): Scenario[] {
+  const list: Scenario[] = [];
+  for (const slots of opts.slots) {
+    for (const thinkSeconds of opts.thinkSeconds) {
+      for (const ahead of ['auto', 0] as const) {
+        list.push({ label: `s${slots}-l${thinkSeconds}-ahead-${ahead}`, slots, thinkSeconds, ahead });
+      }
+    }
+  }
+  if (opts.boundary) {
+    const slots = Math.max(...opts.slots);
+    const thinkSeconds = Math.max(...opts.thinkSeconds);
+    const label = `boundary-s${slots}-l${thinkSeconds}-every-${opts.historySize}`;
+    list.push({ label, slots, thinkSeconds, ahead: 'auto', historySize: opts.historySize });
+  }
+  return list;
+}
+
+interface Outcome {
+  scenario: Scenario;
+  trainings: Training[];
+  candidates: number;
+  keeps: number;
+  crashes: number;
+  wallSeconds: number;
+  boundaries: number[]; // epoch seconds at which a run continued as new
+  error?: string;
+}
+
+/**
+ * A python3 outside HOME: the training's box hides HOME, and a version manager's shim there would
+ * add its own start-up to every gap.
+ */
+function pythonExecutable(): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && !resolve(dir).startsWith(homedir()) && existsSync(join(dir, 'python3'))) return join(dir, 'python3');
+  }
+  throw new UsageError('the bench needs a python3 on PATH outside HOME (the training\'s box hides HOME)');
+}
+
+type BaseConfig = Omit<RunConfig, 'timeoutMs' | 'budgetSeconds' | 'parallel'>;
+
+/** A fresh research repo (program.md names the run, so every repo has its own root commit and GPU queue). */
+async function benchRun(label: string, thinkSeconds: number, python: string, repos: string[]): Promise<BaseConfig> {
+  const files = { 'train.py': TRAIN_PY, 'harness.py': HARNESS_PY, 'program.md': programFor(label, thinkSeconds) };
+  const repo = await makeRepo(files);
+  repos.push(repo);
+  return {
+    tag: label, repo, proposer: 'llm', model: 'bench', editable: ['train.py'], command: `${python} train.py`, seed: 1,
+    minImprovement: MIN_IMPROVEMENT,
+  };
+}
+
+async function continueAsNewTimes(env: TestWorkflowEnvironment, tag: string): Promise<number[]> {
+  const times: number[] = [];
+  for await (const run of env.client.workflow.list({ query: `WorkflowId = '${workflowIdFor(tag)}'` })) {
+    if (run.status.name === 'CONTINUED_AS_NEW' && run.closeTime) times.push(run.closeTime.getTime() / 1000);
+  }
+  return times.sort((a, b) => a - b);
+}
+
+/** What the run left in its results: each training's own start and end, and the decisions. */
+async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string): Promise<Omit<Outcome, 'wallSeconds'>> {
+  const records = await readRecords(repo, s.label);
+  const trainings = records.flatMap(({ metrics: m }) =>
+    m.train_start && m.train_end ? [{ start: m.train_start, end: m.train_end }] : []);
+  const candidates = records.filter((r) => r.n > 0);
+  return {
+    scenario: s, trainings, candidates: candidates.length, keeps: candidates.filter((r) => r.status === 'keep').length,
+    crashes: records.filter((r) => r.status === 'crash').length,
+    boundaries: s.historySize ? await continueAsNewTimes(env, s.label) : [],
+  };
+}
+
+async function runScenario(
+  env: TestWorkflowEnvironment, s: Scenario, opts: Options, python: string, repos: string[],
+): Promise<Outcome> {
+  const base = await benchRun(s.label, s.thinkSeconds, python, repos);
+  const config: RunConfig = {
+    ...base, timeoutMs: (opts.trainSeconds + TIMEOUT_ALLOWANCE_S) * 1000, budgetSeconds: opts.trainSeconds,
+    parallel: s.slots, maxExperiments: opts.perSlot * s.slots,
+    ...(s.ahead === 0 ? { ahead: 0 } : {}), ...(s.historySize ? { experimentsPerHistory: s.historySize } : {}),
+  };
+  console.error(`[bench] ${s.label}: ${config.maxExperiments} experiments…`);
+  const started = Date.now();
+  const gpu = await createGpuWorker(env.nativeConnection, NAMESPACE, { checkout: base.repo, slots: s.slots });
+  await startRun(async () => env.client, config);
+  const finished = env.client.workflow.getHandle(workflowIdFor(s.label)).result();
+  await gpu.runUntil(finished.catch(() => undefined));
+  const error = await finished.then(
+    () => undefined,
+    (err: Error) => (err.cause as Error | undefined)?.message ?? err.message,
+  );
+  const wallSeconds = (Date.now() - started) / 1000;
+  console.error(`[bench] ${s.label}: done in ${wallSeconds.toFixed(0)} s${error ? ` (failed: ${error})` : ''}`);
+  return { ...(await outcomeOf(env, s, base.repo)), wallSeconds, error };
+}
+
+/** Runs `jobs` items at a time, in the order given. */
+async function runAll<T, R>(items: T[], jobs: number, each: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await each(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, lane));
+  return results;
+}
+
+const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+
+function key(s: Scenario): string {
+  return `slots=${s.slots} think=${s.thinkSeconds}s ahead=${s.ahead}`;
+}
+
+interface Figures {
+  busy: number;
+  perSlotHour: number;
+  medianGap: number;
+  maxGap: number;
+}
+
+function figuresOf(o: Outcome): Figures | null {
+  if (o.error || o.trainings.length < 2) return null;
+  const { gaps } = slotGaps(o.trainings, o.scenario.slots);
+  return {
+    busy: busyFraction(o.trainings, o.scenario.slots), perSlotHour: perSlotHour(o.trainings, o.scenario.slots),
+    medianGap: median(gaps), maxGap: Math.max(...gaps),
+  };
+}
+
+const COLUMNS = [
+  'slots', 'think_s', 'ahead', 'trained', 'keeps', 'crashes',
+  'busy', 'exp/slot-h', 'limit', 'median_gap_s', 'max_gap_s', 'wall_s',
+];
+
+function row(o: Outcome, f: Figures | null, limit: number): string[] {
+  const { scenario: s } = o;
+  const head = [s.slots, s.thinkSeconds, s.ahead, o.trainings.length, `${o.keeps}/${o.candidates}`, o.crashes];
+  if (!f) return [...head, `failed: ${o.error ?? 'too few trainings'}`].map(String);
+  const tail = [
+    fixed(f.busy, 3), fixed(f.perSlotHour, 1), fixed(limit, 1),
+    fixed(f.medianGap, 2), fixed(f.maxGap, 2), fixed(o.wallSeconds, 0),
+  ];
+  return [...head, ...tail].map(String);
+}
+
+/** The side-by-side table, then the same figures as `key: value` lines to grep. */
+function printTable(outcomes: Outcome[], opts: Options): void {
+  const limit = 3600 / opts.trainSeconds;
+  const figures = outcomes.map(figuresOf);
+  const rows = outcomes.map((o, i) => row(o, figures[i], limit));
+  const widths = COLUMNS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  for (const cells of [COLUMNS, ...rows]) {
+    console.log(cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  '));
+  }
+  console.log('');
+  for (const [i, { scenario: s }] of outcomes.entries()) {
+    const f = figures[i];
+    if (!f) continue;
+    console.log(`busy_fraction[${key(s)}]: ${fixed(f.busy, 3)}`);
+    console.log(`experiments_per_slot_hour[${key(s)}]: ${fixed(f.perSlotHour, 1)} (limit ${fixed(limit, 1)})`);
+    if (s.thinkSeconds === 0) console.log(`overhead_per_experiment_s[${key(s)}]: ${fixed(f.medianGap, 2)}`);
+  }
+}
+
+/** The boundary run: the busy fraction within ±T of each continue-as-new, beside the run's own. */
+function printBoundary(o: Outcome, opts: Options): void {
+  const s = o.scenario;
+  console.log(`\nboundary run: ${key(s)} history-size=${s.historySize}: ${o.trainings.length} trainings, ` +
+    `${o.boundaries.length} continue-as-new`);
+  if (o.error || o.trainings.length < 2) {
+    console.log(`boundary_run: failed: ${o.error ?? 'too few trainings'}`);
+    return;
+  }
+  const T = opts.trainSeconds;
+  const near = o.boundaries.map((b) => fixed(busyWithin(o.trainings, s.slots, b - T, b + T), 3));
+  console.log(`busy_fraction[boundary run]: ${fixed(busyFraction(o.trainings, s.slots), 3)}`);
+  console.log(`busy_fraction_near_boundaries[±${T}s]: ${near.length ? near.join(' ') : 'no boundary crossed'}`);
+  console.log(`max_gap_per_slot_s: ${slotGaps(o.trainings, s.slots).maxPerSlot.map((x) => fixed(x, 2)).join(' ')}`);
+}
+
+/** Against a run waiting for its baseline's slot (no GPU worker holds its repo): `status` queries a live run. */
+async function printCli(env: TestWorkflowEnvironment, python: string, repos: string[]): Promise<void> {
+  const config = await benchRun('cli-probe', 0, python, repos);
+  await startRun(async () => env.client, { ...config, timeoutMs: 60_000, budgetSeconds: 1, parallel: 1, maxExperiments: 2 });
+  const latencies: Latency[] = await cliLatency(env.address, config.tag, CLI_RUNS);
+  await env.client.workflow.getHandle(workflowIdFor(config.tag)).terminate('bench: CLI latency measured');
+  console.log('');
+  for (const l of latencies) {
+    const failed = l.failures ? ` (${l.failures} of ${CLI_RUNS} runs failed)` : '';
+    console.log(`cli_median_s[${l.what}]: ${fixed(l.medianSeconds, 2)}${failed}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = options(process.argv.slice(2));
+  const python = pythonExecutable();
+  const list = scenarios(opts);
+  // Longest first, so the slowest run does not start last.
+  const estimate = (s: Scenario) => opts.perSlot * (opts.trainSeconds + (s.ahead === 0 ? s.thinkSeconds : 0));
+  const order = [...list].sort((a, b) => estimate(b) - estimate(a));
+  const env = await devServer(); // its banner goes to stdout: print ours after it
+  console.log(`\nbench: T=${opts.trainSeconds}s L=${opts.thinkSeconds.join(',')}s slots=${opts.slots.join(',')} ` +
+    `${opts.perSlot} experiments a slot, ${order.length} runs, ${opts.jobs} at a time`);
+  const model = await thinkingModel();
+  let control: Worker | undefined;
+  let controlRunning: Promise<void> | undefined;
+  const repos: string[] = [];
+  try {
+    console.error('[bench] bundling the workflow…');
+    control = await createControlWorker(env.nativeConnection, NAMESPACE);
+    controlRunning = control.run();
+    const outcomes = await runAll(order, opts.jobs, (s) => runScenario(env, s, opts, python, repos));
+    const byLabel = new Map(outcomes.map((o) => [o.scenario.label, o]));
+    console.log('');
+    printTable(list.filter((s) => !s.historySize).map((s) => byLabel.get(s.label)!), opts);
+    for (const s of list.filter((x) => x.historySize)) printBoundary(byLabel.get(s.label)!, opts);
+    if (opts.cli) await printCli(env, python, repos);
+    console.log(`\nmodel_calls: ${model.calls()}`);
+    if (outcomes.some((o) => o.error)) process.exitCode = 1;
+  } finally {
+    control?.shutdown();
+    await controlRunning;
+    await model.close();
+    await env.teardown();
+    await Promise.all(repos.map((r) => rm(r, { recursive: true, force: true })));
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`bench: ${err.message}`);
+  process.exitCode = err instanceof UsageError ? 2 : 1;
+});

@@ -1,0 +1,479 @@
+// The training box, tried as a hostile candidate would: the real training activity (in Temporal's mock
+// activity context, for heartbeats and cancellation), real git checkouts, real bwrap, real processes.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
+import { BOX_HOME, bwrapArgs, ensureBubblewrap, findBwrap, planBox, venvBase, type Box } from '../gpu-worker/sandbox';
+import { materialize, sweepScratch, workerScratch } from '../gpu-worker/scratch';
+import { createTrainingActivities, type Slot } from '../gpu-worker/training';
+import { initRepo } from '../scripts/init';
+import { pythonEnv } from '../scripts/provision';
+import type { Heartbeat, TrainingInput, TrainingResult } from '../workflows/types';
+import { cli, gitIn, makeRepo } from './helpers';
+
+const SUMMARY = 'print("---"); print("val_bpb:          1.000000")';
+const FAKE_KEYS = { OPENAI_API_KEY: 'sk-planted-openai-4f2a9c', TEMPORAL_API_KEY: 'planted-temporal-key-77d1e0' };
+
+function scratchDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `autoresearch-${prefix}-`));
+}
+
+/** The editable file set to `train`, a harness digest computed as the control worker does, and `command`. */
+function inputFor(checkout: string, command: string, train = readFileSync(join(checkout, 'train.py'), 'utf8')): TrainingInput {
+  const tracked = gitIn(checkout, 'ls-files').split('\n');
+  const entries = tracked.filter((p) => isHarnessPath(p, ['train.py'])).map((path) => ({ path, blob: gitBlobId(readFileSync(join(checkout, path))) }));
+  return {
+    experimentId: `hostile-${Date.now()}`, seed: 11, commit: gitIn(checkout, 'rev-parse', 'HEAD'), files: { 'train.py': train },
+    harnessDigest: harnessDigest(entries, ['train.py']), command, budgetSeconds: 2, timeoutMs: 60_000,
+  };
+}
+
+/** One training through the real activity; heartbeats are collected with their time. */
+async function trainOnce(slot: Slot, input: TrainingInput, during?: (env: MockActivityEnvironment) => void) {
+  const env = new MockActivityEnvironment();
+  const heartbeats: { at: number; details: Heartbeat }[] = [];
+  env.on('heartbeat', (details: Heartbeat) => heartbeats.push({ at: Date.now(), details }));
+  const started = Date.now();
+  const running = env.run(createTrainingActivities([slot]).train, input);
+  during?.(env);
+  const result = (await running) as TrainingResult;
+  return { result, heartbeats, started, ended: Date.now() };
+}
+
+/** A digest of every file under `dir` (paths, modes and contents): any write shows. */
+function treeDigest(dir: string): string {
+  const hash = createHash('sha256');
+  const walk = (rel: string) => {
+    for (const name of readdirSync(join(dir, rel)).sort()) {
+      const path = join(rel, name);
+      const st = lstatSync(join(dir, path));
+      hash.update(`${path}\0${st.mode}\0`);
+      if (st.isDirectory()) walk(path);
+      else hash.update(st.isSymbolicLink() ? readlinkSync(join(dir, path)) : readFileSync(join(dir, path)));
+    }
+  };
+  walk('');
+  return hash.digest('hex');
+}
+
+/** Living processes whose argv[0] starts with `marker` (the guard and bwrap only mention it in their arguments). */
+function processesWith(marker: string): string[] {
+  const out = spawnSync('ps', ['-eo', 'stat=,args='], { encoding: 'utf8' }).stdout;
+  return out.split('\n').filter((l) => new RegExp(`^\\s*[^Z\\s]\\S*\\s+${marker}`).test(l));
+}
+
+async function until(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** Lines `name: value` the hostile commands print about each attempt. */
+function report(result: TrainingResult): Record<string, string> {
+  return Object.fromEntries([...result.logTail.matchAll(/^attempt (\S+): (.*)$/gm)].map((m) => [m[1], m[2]]));
+}
+
+describe('bwrapArgs: the box as arguments', () => {
+  const box: Box = {
+    scratch: '/tmp/scratch/worker-1-2/x-1-abc',
+    hide: ['/tmp', '/home', '/root', '/root/research/tiny', '/srv/checkout', '/var/cache/autoresearch/repos/r'],
+    readOnly: ['/root/.cache/autoresearch/python', '/root/.pyenv/versions/3.11.7', '/var/cache/autoresearch'],
+    aliases: [['/var/cache/autoresearch', `${BOX_HOME}/.cache/autoresearch`]],
+    devices: ['/dev/nvidia0', '/dev/nvidiactl'],
+    network: false,
+    env: { PATH: '/usr/bin:/bin', HOME: BOX_HOME },
+  };
+  const args = bwrapArgs(box);
+  const pairs = (flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
+  const position = (...seq: string[]) => args.findIndex((_, i) => seq.every((s, j) => args[i + j] === s));
+
+  test('every namespace is its own, capabilities are dropped, and the box dies with its parent', () => {
+    for (const flag of ['--unshare-all', '--die-with-parent', '--new-session']) assert.ok(args.includes(flag), flag);
+    assert.ok(position('--cap-drop', 'ALL') >= 0);
+    assert.ok(!args.includes('--share-net'), 'no network by default');
+    assert.ok(bwrapArgs({ ...box, network: true }).includes('--share-net'), '--network shares it');
+    assert.ok(!args.includes('--as-pid-1'), "bwrap's own init reaps, so a process left behind dies with the box");
+  });
+
+  test('the host is read-only with a new /proc and /dev, hidden paths are empty, the scratch alone is writable', () => {
+    assert.ok(position('--ro-bind', '/', '/') >= 0);
+    assert.ok(position('--proc', '/proc') > position('--ro-bind', '/', '/'));
+    assert.ok(position('--dev', '/dev') >= 0);
+    assert.deepEqual(pairs('--bind'), [box.scratch]);
+    assert.deepEqual(pairs('--dev-bind'), ['/dev/nvidia0', '/dev/nvidiactl'], 'GPU nodes pass through');
+    assert.equal(args[args.indexOf('--chdir') + 1], box.scratch);
+  });
+
+  test('the deepest rule for a path wins: shown inside hidden, hidden inside shown; a hidden path inside a hidden one is not mounted twice', () => {
+    const tmpfs = pairs('--tmpfs');
+    assert.deepEqual(tmpfs, ['/dev/shm', '/tmp', '/home', '/root', '/srv/checkout', '/var/cache/autoresearch/repos/r']);
+    assert.ok(position('--ro-bind', '/root/.cache/autoresearch/python', '/root/.cache/autoresearch/python') > position('--tmpfs', '/root'));
+    assert.ok(position('--tmpfs', '/var/cache/autoresearch/repos/r') > position('--ro-bind', '/var/cache/autoresearch', '/var/cache/autoresearch'));
+    assert.ok(position('--bind', box.scratch, box.scratch) > position('--tmpfs', '/tmp'));
+    assert.ok(position('--ro-bind', '/var/cache/autoresearch', `${BOX_HOME}/.cache/autoresearch`) > position('--tmpfs', '/home'));
+  });
+
+  test('at equal depth hiding beats showing: a python env at a hidden path stays hidden', () => {
+    const clash = bwrapArgs({ ...box, readOnly: ['/root'] });
+    const ro = clash.findIndex((a, i) => a === '--ro-bind' && clash[i + 1] === '/root');
+    const hidden = clash.findIndex((a, i) => a === '--tmpfs' && clash[i + 1] === '/root');
+    assert.ok(hidden > ro, 'the tmpfs over /root comes after, so it wins');
+  });
+
+  test('the environment is exactly the one given', () => {
+    const start = args.indexOf('--clearenv');
+    assert.ok(start > 0);
+    assert.deepEqual(args.slice(start + 1), ['--setenv', 'PATH', '/usr/bin:/bin', '--setenv', 'HOME', BOX_HOME]);
+  });
+});
+
+describe('a hostile training in the box', () => {
+  const saved = { HOME: process.env.HOME, AUTORESEARCH_CACHE: process.env.AUTORESEARCH_CACHE, ...Object.fromEntries(Object.keys(FAKE_KEYS).map((k) => [k, process.env[k]])) };
+  const realHome = userInfo().homedir; // /root here: hidden whatever HOME says
+  const planted = join(realHome, `.autoresearch-planted-${process.pid}`);
+  let fakeHome: string;
+  let cache: string;
+  let research: string;
+  let checkout: string;
+  let pythonBin: string;
+  let slot: Slot;
+  let holder: ChildProcess; // stands for the GPU worker started with keys in its environment
+
+  before(async () => {
+    holder = spawn('sleep', ['600'], { env: { ...process.env, ...FAKE_KEYS }, stdio: 'ignore' });
+    assert.ok(findBwrap(), 'bubblewrap is installed (npm test provisions it: apt-get install bubblewrap)');
+    pythonBin = await pythonEnv(() => {});
+    fakeHome = scratchDir('home');
+    mkdirSync(join(fakeHome, '.config', 'temporalio'), { recursive: true });
+    writeFileSync(join(fakeHome, '.netrc'), 'machine api.openai.com login me password sk-planted-netrc-93be1\n');
+    writeFileSync(join(fakeHome, '.config', 'temporalio', 'temporal.toml'), '[profile.default]\napi_key = "planted-toml-key-c0ffee"\n');
+    writeFileSync(planted, 'planted-root-secret-51d7\n');
+    cache = scratchDir('cache');
+    mkdirSync(join(cache, 'tiny-data'));
+    writeFileSync(join(cache, 'tiny-data', 'val.bin'), 'validation bytes');
+    Object.assign(process.env, FAKE_KEYS, { HOME: fakeHome, AUTORESEARCH_CACHE: cache });
+    research = await makeRepo({ 'train.py': `${SUMMARY}\n`, 'prepare.py': 'EVAL_BYTES = 1024\n' });
+    checkout = join(scratchDir('checkout'), 'clone');
+    gitIn(tmpdir(), 'clone', '--quiet', research, checkout);
+    slot = { name: 'host-slot0', checkout, pathPrefix: pythonBin, scratchRoot: scratchDir('scratch') };
+  });
+
+  after(() => {
+    holder.kill('SIGKILL');
+    for (const [key, value] of Object.entries(saved)) if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+    rmSync(planted, { force: true });
+  });
+
+  test("cannot read the worker's or any other process's environment (a process holding keys runs beside it)", async () => {
+    const probe = `python -c '
+import glob, os
+found, read = [], 0
+for path in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        text = open(path, "rb").read().decode(errors="replace"); read += 1
+    except OSError:
+        continue
+    found += [k for k in ${JSON.stringify(Object.values(FAKE_KEYS))} if k in text]
+print("attempt environ:", "found " + ",".join(found) if found else "nothing", "in", read, "processes")
+print("attempt holder:", os.path.exists("/proc/${holder.pid}/stat") and "(sleep)" in open("/proc/${holder.pid}/stat").read())
+'; python -c '${SUMMARY}'`;
+    const { result } = await trainOnce(slot, inputFor(checkout, probe));
+    assert.equal(result.exitCode, 0, result.logTail);
+    assert.equal(result.metrics.val_bpb, 1, 'the training still returns a normal result');
+    assert.equal(result.sandboxed, true);
+    assert.match(report(result).environ, /^nothing in [1-9]\d* processes$/, 'it read its own environment and found no key');
+    assert.equal(report(result).holder, 'False', "the key holder's pid is not in the box's /proc");
+
+    const open = await trainOnce({ ...slot, sandbox: false }, inputFor(checkout, probe));
+    assert.equal(open.result.sandboxed, false, '--no-sandbox results say so');
+    assert.match(report(open.result).environ, /found .*sk-planted-openai/, 'without the box the same probe finds the key: the probe works');
+  });
+
+  test('cannot read the planted ~/.netrc and temporal.toml in the real HOME, nor anything in /root', async () => {
+    const files = [join(fakeHome, '.netrc'), join(fakeHome, '.config/temporalio/temporal.toml'), planted];
+    const probe = [
+      ...files.map((f, i) => `cat ${f} >/dev/null 2>&1 && echo "attempt read${i}: $(cat ${f})" || echo "attempt read${i}: refused"`),
+      `echo "attempt root: $(ls -A ${realHome} | tr '\\n' ' ')"`,
+      `echo "attempt home: $HOME $(ls -A ~ | tr '\\n' ' ')"`,
+      `python -c '${SUMMARY}'`,
+    ].join('; ');
+    const { result } = await trainOnce(slot, inputFor(checkout, probe));
+    assert.equal(result.exitCode, 0, result.logTail);
+    const seen = report(result);
+    for (const i of [0, 1, 2]) assert.equal(seen[`read${i}`], 'refused', files[i]);
+    assert.doesNotMatch(result.logTail, /planted/);
+    assert.doesNotMatch(seen.root, /autoresearch-planted/, `${realHome} is an empty directory in the box (but for the python it needs)`);
+    assert.equal(seen.home.split(' ')[0], BOX_HOME, 'HOME is the empty one of the box');
+  });
+
+  test('cannot write into the research repo, the checkout, the Python environment, the data cache or another slot', async () => {
+    const envDir = dirname(pythonBin);
+    const sitePackages = readdirSync(join(envDir, 'lib')).map((v) => join(envDir, 'lib', v, 'site-packages'))[0];
+    const other = join(slot.scratchRoot!, 'worker-1-1', 'other-slot');
+    mkdirSync(other, { recursive: true });
+    writeFileSync(join(other, 'train.py'), 'X = 1\n');
+    const watched = { research, checkout, envDir, cache, other };
+    const before = Object.fromEntries(Object.entries(watched).map(([k, dir]) => [k, treeDigest(dir)]));
+    const targets = {
+      program: join(research, 'program.md'), hook: join(research, '.git', 'hooks', 'post-commit'), harness: join(checkout, 'prepare.py'),
+      pth: join(sitePackages, `autoresearch-hostile-${process.pid}.pth`), data: join(cache, 'tiny-data', 'val.bin'),
+      alias: `${BOX_HOME}/.cache/autoresearch/tiny-data/val.bin`, other: join(other, 'train.py'),
+    };
+    const probe = `python -c '
+import json
+for name, path in json.loads(${JSON.stringify(JSON.stringify(targets))}).items():
+    try:
+        open(path, "a").write("pwned\\n"); print("attempt " + name + ": wrote")
+    except OSError as e:
+        print("attempt " + name + ": " + type(e).__name__)
+open("own.txt", "w").write("the scratch is writable")
+print("attempt scratch: " + open("own.txt").read())
+'; python -c '${SUMMARY}'`;
+    try {
+      const { result } = await trainOnce(slot, inputFor(checkout, probe));
+      assert.equal(result.exitCode, 0, result.logTail);
+      const seen = report(result);
+      for (const name of Object.keys(targets)) assert.match(seen[name], /Error$/, `${name}: ${seen[name]}`);
+      assert.equal(seen.scratch, 'the scratch is writable');
+      for (const [k, dir] of Object.entries(watched)) assert.equal(treeDigest(dir), before[k], `${k} (${dir}) is unchanged`);
+    } finally {
+      rmSync(targets.pth, { force: true }); // only there if the box failed
+    }
+  });
+
+  test('cannot reach a server listening on 127.0.0.1, unless the worker runs with --network', async () => {
+    const server = createServer((socket) => socket.end('hello from the host\n')).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const probe = `python -c '
+import socket
+try:
+    print("attempt connect:", socket.create_connection(("127.0.0.1", ${port}), timeout=3).recv(64).decode().strip())
+except OSError as e:
+    print("attempt connect:", type(e).__name__)
+'; python -c '${SUMMARY}'`;
+      const closed = await trainOnce(slot, inputFor(checkout, probe));
+      assert.equal(closed.result.exitCode, 0, closed.result.logTail);
+      assert.equal(report(closed.result).connect, 'ConnectionRefusedError');
+      const open = await trainOnce({ ...slot, network: true }, inputFor(checkout, probe));
+      assert.equal(report(open.result).connect, 'hello from the host');
+      assert.equal(open.result.sandboxed, true, '--network is still in the box');
+    } finally {
+      server.close();
+    }
+  });
+
+  test('cannot leave a process running after the training ends: setsid and double-forked sleepers die with the box', async () => {
+    const marker = `autoresearch-hostile-sleeper-${process.pid}`;
+    const probe = [
+      `setsid bash -c 'exec -a ${marker}-setsid sleep 300' </dev/null >/dev/null 2>&1 &`,
+      `( ( exec -a ${marker}-orphan sleep 300 </dev/null >/dev/null 2>&1 & ) & )`,
+      'sleep 0.3',
+      `echo "attempt inside: $(ps -eo args | grep -c '^${marker}')"`,
+      `python -c '${SUMMARY}'`,
+    ].join('\n');
+    const { result } = await trainOnce(slot, inputFor(checkout, probe));
+    assert.equal(result.exitCode, 0, result.logTail);
+    assert.equal(report(result).inside, '2', 'both sleepers ran inside the box');
+    assert.ok(await until(() => processesWith(marker).length === 0, 3_000), `left running: ${processesWith(marker).join('; ')}`);
+  });
+
+  test('a boxed training past its timeout, or cancelled, is killed with everything it started', async () => {
+    const marker = `autoresearch-hostile-hang-${process.pid}`;
+    const hang = `setsid bash -c 'exec -a ${marker} sleep 300' </dev/null >/dev/null 2>&1 & exec -a ${marker} sleep 300`;
+    const timed = await trainOnce(slot, { ...inputFor(checkout, hang), timeoutMs: 1_500 });
+    assert.equal(timed.result.timedOut, true);
+    assert.ok(await until(() => processesWith(marker).length === 0, 3_000), `left running: ${processesWith(marker).join('; ')}`);
+
+    const cancelled = trainOnce(slot, inputFor(checkout, hang), (env) => {
+      void until(() => processesWith(marker).length === 2, 10_000).then(() => env.cancel());
+    });
+    await assert.rejects(cancelled, (err: Error) => err.name === 'CancelledFailure');
+    assert.ok(await until(() => processesWith(marker).length === 0, 3_000), `left running: ${processesWith(marker).join('; ')}`);
+  });
+
+  test('what a training activity asks is checked: paths outside the editable set are refused as results, never run', async () => {
+    const base = inputFor(checkout, 'touch ran; python -c \'print("---"); print("val_bpb: 1.0")\'');
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ '../x': 'x' }, /^refused: files names "\.\.\/x" outside the checkout$/],
+      [{ '/etc/cron.d/x': 'x' }, /outside the checkout/],
+      [{ 'a/../train.py': 'x' }, /outside the checkout/],
+      [{ '.git/hooks/post-checkout': 'x' }, /inside \.git/],
+      [{ 'program.md': 'x' }, /the research instructions/],
+      [{ 'new.py': 'x' }, /"new\.py", which is not a tracked file of the checkout/],
+    ];
+    for (const [files, problem] of cases) {
+      const { result } = await trainOnce(slot, { ...base, files: { ...base.files, ...files } });
+      assert.match(result.problem ?? '', problem, JSON.stringify(files));
+      assert.equal(result.exitCode, null, 'the command never ran');
+    }
+    const { result } = await trainOnce(slot, base);
+    assert.equal(result.problem, undefined, 'the editable file itself is fine');
+    assert.equal(result.metrics.val_bpb, 1);
+  });
+});
+
+describe('real targets in the box', () => {
+  test('the shipped tiny target trains and scores inside the box, its data read through the box HOME', async () => {
+    const repo = await initRepo('tiny', join(scratchDir('tiny'), 'repo'), () => {});
+    const slot: Slot = { name: 'host-slot0', checkout: repo, pathPrefix: await pythonEnv(() => {}), scratchRoot: scratchDir('scratch') };
+    const command = JSON.parse(readFileSync(join(repo, 'autoresearch.json'), 'utf8')).command as string;
+    const { result, heartbeats } = await trainOnce(slot, { ...inputFor(repo, command), budgetSeconds: 3 });
+    assert.equal(result.exitCode, 0, result.logTail);
+    assert.equal(result.sandboxed, true);
+    assert.ok(result.metrics.val_bpb > 0 && result.metrics.val_bpb < 8, `val_bpb ${result.metrics.val_bpb}`);
+    assert.ok(heartbeats.some((h) => (h.details.step ?? 0) > 0), 'progress lines became heartbeats');
+  });
+
+  test('a repo laid out like the original autoresearch trains and scores inside the box', async () => {
+    const fixture = join(__dirname, 'fixtures', 'original-layout');
+    const repo = await makeRepo(Object.fromEntries(readdirSync(fixture).map((f) => [f, readFileSync(join(fixture, f), 'utf8')])));
+    const slot: Slot = { name: 'host-slot0', checkout: repo, scratchRoot: scratchDir('scratch') };
+    const { result } = await trainOnce(slot, inputFor(repo, 'python3 train.py'));
+    assert.equal(result.exitCode, 0, result.logTail);
+    assert.equal(result.sandboxed, true);
+    assert.ok(result.metrics.val_bpb > 0, result.logTail);
+    assert.ok(result.metrics.peak_vram_mb > 0, 'its whole summary block is read');
+  });
+});
+
+describe('heartbeats in every phase', () => {
+  test('a checkout of 20,000 files heartbeats while it is copied, digested and removed, not only while the command runs', async () => {
+    const files = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`data/d${i % 100}/f${i}.txt`, `${i}\n`]));
+    const repo = await makeRepo({ ...files, 'train.py': `${SUMMARY}\n` });
+    const slot: Slot = { name: 'host-slot0', checkout: repo, scratchRoot: scratchDir('scratch') };
+    const { result, heartbeats, started, ended } = await trainOnce(slot, inputFor(repo, `python3 -c '${SUMMARY}'`));
+    assert.equal(result.exitCode, 0, result.logTail);
+    const times = [started, ...heartbeats.map((h) => h.at), ended];
+    const gaps = times.slice(1).map((t, i) => t - times[i]);
+    assert.ok(ended - started > 8_000, `the training took ${ended - started} ms: long enough to need heartbeats before its command`);
+    assert.ok(Math.max(...gaps) < 6_000, `longest silence ${Math.max(...gaps)} ms over ${heartbeats.length} heartbeats`);
+  });
+});
+
+/** PATH as it is, but every directory holding one of `names` replaced by links to the rest of it. */
+function pathWithout(...names: string[]): string {
+  return (process.env.PATH ?? '').split(delimiter).map((dir) => {
+    if (!names.some((name) => existsSync(join(dir, name)))) return dir;
+    const shadow = scratchDir('path');
+    for (const name of readdirSync(dir)) if (!names.includes(name)) symlinkSync(join(dir, name), join(shadow, name));
+    return shadow;
+  }).join(delimiter);
+}
+
+describe('without bubblewrap', () => {
+  test('gpu-worker refuses to start with one line naming the package and --no-sandbox, exit code 2', async () => {
+    const repo = await makeRepo({ 'train.py': `${SUMMARY}\n` });
+    const out = await cli(['gpu-worker', '--repo', repo], { PATH: pathWithout('bwrap') });
+    assert.equal(out.code, 2, out.stderr);
+    assert.equal(
+      out.stderr.trim(),
+      'autoresearch: gpu-worker: bwrap is not installed: install the package "bubblewrap" (e.g. apt-get install bubblewrap), ' +
+        'or start the GPU worker with --no-sandbox to accept running proposed code unconfined',
+    );
+  });
+
+  test('gpu-worker --no-sandbox accepts the risk: it goes on without bwrap, and says so first', async () => {
+    const repo = await makeRepo({ 'train.py': `${SUMMARY}\n` });
+    const out = await cli(['gpu-worker', '--repo', repo, '--no-sandbox'], { PATH: pathWithout('bwrap'), TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    assert.equal(
+      out.stdout.split('\n')[0],
+      "warning: --no-sandbox: proposed code runs unconfined, as this user, with this host's files and network",
+    );
+    assert.notEqual(out.code, 0, 'no server answers at 127.0.0.1:1');
+    assert.doesNotMatch(out.stderr, /bwrap|bubblewrap/, 'it got past the sandbox check, as far as connecting');
+  });
+
+  test('provisioning finds an installed bwrap and does nothing more; where it cannot install it, it says which package to install', async () => {
+    const lines: string[] = [];
+    assert.equal(await ensureBubblewrap((l) => lines.push(l)), findBwrap());
+    assert.deepEqual(lines, [], 'already there: nothing to do, nothing said');
+    const said: string[] = [];
+    assert.equal(await ensureBubblewrap((l) => said.push(l), pathWithout('bwrap', 'apt-get')), null);
+    assert.deepEqual(said, ['bubblewrap (the training sandbox) is missing: install the package "bubblewrap" from your distribution (it works unprivileged with user namespaces)']);
+  });
+});
+
+describe('gpu-worker --repo', () => {
+  test('refuses a path that is missing, a file, not a repository, or a repository without commits, with one line each', async () => {
+    const dir = scratchDir('not-a-repo');
+    writeFileSync(join(dir, 'file'), 'x');
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    gitIn(empty, 'init', '--quiet');
+    const cases: [string, string][] = [
+      [join(dir, 'nothing'), 'does not exist'],
+      [join(dir, 'file'), 'is a file, not a clone of the research repo'],
+      [dir, 'is not a git repository (clone the research repo there)'],
+      [empty, 'has no commits yet'],
+    ];
+    for (const [repo, why] of cases) {
+      const out = await cli(['gpu-worker', '--repo', repo]);
+      assert.equal(out.code, 2, out.stderr);
+      assert.equal(out.stderr.trim(), `autoresearch: gpu-worker --repo: ${repo} ${why}`);
+    }
+  });
+});
+
+describe('planBox on this host', () => {
+  test('hides HOME, /root, the checkout and the repo it was cloned from; shows the python env and the interpreter it was made from', async () => {
+    const pythonBin = await pythonEnv(() => {});
+    const research = await makeRepo({ 'train.py': 'X = 1\n' });
+    const checkout = join(scratchDir('checkout'), 'clone');
+    gitIn(tmpdir(), 'clone', '--quiet', research, checkout);
+    const scratch = scratchDir('scratch');
+    const box = await planBox({ scratch, scratchRoot: dirname(scratch), checkout, pathPrefix: pythonBin, network: false, env: { HOME: BOX_HOME } });
+    for (const path of ['/tmp', '/root', '/home', checkout, research]) assert.ok(box.hide.includes(path), `${path} hidden`);
+    assert.ok(box.readOnly.includes(dirname(pythonBin)), 'the python env');
+    const base = venvBase(pythonBin);
+    if (base) assert.ok(box.readOnly.includes(base), `the interpreter it was made from (${base})`);
+    assert.equal(box.scratch, scratch);
+  });
+});
+
+describe('scratch directories', () => {
+  test('a worker start sweeps the scratch of workers that are gone (or whose pid now names another process), never a live one', async () => {
+    const root = scratchDir('scratch-root');
+    const live = workerScratch(root);
+    const dead = join(root, `worker-${spawnSync('true').pid}-${Date.now()}`);
+    const reused = join(root, `worker-${process.pid}-1`); // our pid, another start time: a dead worker's pid reused
+    for (const dir of [live, dead, reused]) {
+      mkdirSync(join(dir, 'exp-1-abc'), { recursive: true });
+      writeFileSync(join(dir, 'exp-1-abc', 'train.py'), 'X = 1\n');
+    }
+    const swept = await sweepScratch(root);
+    assert.deepEqual(swept.sort(), [dead, reused].sort());
+    assert.ok(existsSync(join(live, 'exp-1-abc', 'train.py')), "this worker's own scratch stays");
+    assert.deepEqual(readdirSync(root), [live.split('/').at(-1)]);
+  });
+
+  test('materialize copies the tracked files with their modes, writes the editable files over them, and reports progress as it goes', async () => {
+    const files = Object.fromEntries(Array.from({ length: 1_000 }, (_, i) => [`data/f${i}.txt`, `${i}\n`]));
+    const repo = await makeRepo({ ...files, 'train.py': 'X = 1\n', 'run.sh': '#!/bin/sh\necho hi\n' });
+    spawnSync('chmod', ['755', join(repo, 'run.sh')]);
+    const paths = gitIn(repo, 'ls-files').split('\n');
+    const dir = scratchDir('materialized');
+    const calls: [number, number][] = [];
+    await materialize(repo, paths, { files: { 'train.py': 'X = 2\n' } }, dir, (done, total) => calls.push([done, total]));
+    assert.equal(readFileSync(join(dir, 'train.py'), 'utf8'), 'X = 2\n');
+    assert.equal(readFileSync(join(dir, 'data/f999.txt'), 'utf8'), '999\n');
+    assert.equal(lstatSync(join(dir, 'run.sh')).mode & 0o777, 0o755);
+    assert.ok(calls.length >= 5, `${calls.length} progress calls for ${paths.length} files`);
+    assert.deepEqual(calls.at(-1), [paths.length, paths.length]);
+    assert.ok(calls.every(([done], i) => i === 0 || done > calls[i - 1][0]), 'progress only moves forward');
+  });
+});

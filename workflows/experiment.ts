@@ -1,0 +1,166 @@
+// One experiment as a child workflow of the study: commit the candidate, train it on a GPU worker
+// holding its repo, report the result to the study, then wear the study's decision. A child outlives
+// its parent's continue-as-new (ParentClosePolicy ABANDON), so slots never drain at that boundary, and
+// each experiment gets its own page in the Web UI (filter by ResearchTag: the night's table).
+import {
+  ActivityCancellationType,
+  CancellationScope,
+  condition,
+  defineSignal,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { ControlActivities } from '../activities';
+import type { TrainingActivities } from '../gpu-worker/training';
+import { EXPERIMENT_STATUS, VAL_BPB } from './search-attributes';
+import { causeOf, summary } from './failures';
+import {
+  CONTROL_QUEUE,
+  trainingActivityId,
+  workflowIdFor,
+  type ExperimentStatus,
+  type RunConfig,
+  type TrainingInput,
+  type TrainingResult,
+} from './types';
+
+const TRAIN_GRACE_MS = 60_000; // the activity enforces --timeout itself; this covers materializing and reporting
+const HEARTBEAT_TIMEOUT = '30 seconds'; // a silent GPU worker is presumed dead and the training retried
+const DECISION_WAIT = '7 days'; // a study that never decides (terminated) must not keep its children forever
+
+const control = proxyActivities<ControlActivities>({
+  taskQueue: CONTROL_QUEUE,
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+
+export interface ExperimentInput {
+  config: RunConfig;
+  experimentId: string;
+  n: number;
+  parent: string | null; // the best when it started training; null for the baseline
+  commit: string | null; // the baseline's commit; candidates are committed here, with their Experiment-Id
+  description: string;
+  files: Record<string, string>;
+  harnessDigest: string;
+  gpuQueue: string;
+  seeds: number[]; // one training per seed, side by side (the baseline's repeats measure the noise)
+}
+
+/** What the child tells the study: everything the decision needs. */
+export interface Trained {
+  experimentId: string;
+  commit: string | null;
+  run: number; // which of its trainings: the index of its seed
+  result: TrainingResult;
+}
+
+export interface Decided {
+  status: ExperimentStatus;
+  reason: string;
+  valBpb: number | null;
+}
+
+export const trainedSignal = defineSignal<[Trained]>('trained');
+export const decidedSignal = defineSignal<[Decided]>('decided');
+export const repeatSignal = defineSignal<[{ seed: number }]>('repeat'); // train once more: a confirmation run
+
+export async function experimentWorkflow(input: ExperimentInput): Promise<Decided> {
+  let decided: Decided | null = null;
+  const seeds = [...input.seeds];
+  let started = 0; // trainings started: seeds[started..] are still to train
+  setHandler(decidedSignal, (d) => void (decided = d));
+  setHandler(repeatSignal, ({ seed }) => void seeds.push(seed));
+  upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'training' }]);
+
+  let commit = input.commit;
+  let cannot: string | null = null; // why no training can run at all
+  try {
+    commit ??= await control.commitCandidate.executeWithOptions(summary(input.experimentId, `commit: ${input.description}`), [
+      { config: input.config, experimentId: input.experimentId, parent: input.parent!, description: input.description, files: input.files },
+    ]);
+  } catch (err) {
+    cannot = isCancellation(err) ? 'cancelled' : `could not commit: ${causeOf(err)}`;
+  }
+  // Train every seed as it comes (the first ones side by side), until the study decides.
+  const trainings: Promise<void>[] = [];
+  const trainNext = () => {
+    const run = started++;
+    trainings.push(trainAndReport(input, commit, run, seeds[run], cannot));
+  };
+  try {
+    for (;;) {
+      while (started < seeds.length) trainNext();
+      await condition(() => started < seeds.length || decided !== null);
+      if (decided !== null) break;
+    }
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    cannot = 'cancelled';
+    while (started < seeds.length) trainNext(); // each reports itself cancelled
+  }
+  await CancellationScope.nonCancellable(async () => {
+    await Promise.all(trainings);
+    await condition(() => decided !== null, DECISION_WAIT);
+  });
+  const final: Decided = decided ?? { status: 'crash', reason: 'the study never decided', valBpb: null };
+  upsertSearchAttributes([
+    { key: EXPERIMENT_STATUS, value: final.status },
+    ...(final.valBpb !== null && Number.isFinite(final.valBpb) ? [{ key: VAL_BPB, value: final.valBpb }] : []),
+  ]);
+  return final;
+}
+
+/** One training, reported to the study; a cancelled or impossible one is reported as such. */
+async function trainAndReport(input: ExperimentInput, commit: string | null, run: number, seed: number, cannot: string | null): Promise<void> {
+  let result: TrainingResult;
+  try {
+    result = cannot || !commit ? failed(cannot ?? 'no commit') : await train(input, commit, run, seed);
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    result = failed('cancelled');
+  }
+  // The study may be between runs (continue-as-new): a signal by workflow id reaches whichever run is current.
+  await CancellationScope.nonCancellable(() =>
+    getExternalWorkflowHandle(workflowIdFor(input.config.tag))
+      .signal(trainedSignal, { experimentId: input.experimentId, commit, run, result })
+      .catch(() => undefined), // the study is gone (terminated): nobody is left to record this
+  );
+  if (run === 0) upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'deciding' }]);
+}
+
+/** Training never throws: a dead worker past its retries is a result too. Cancellation does throw. */
+async function train(input: ExperimentInput, commit: string, run: number, seed: number): Promise<TrainingResult> {
+  const gpu = proxyActivities<TrainingActivities>({
+    taskQueue: input.gpuQueue,
+    activityId: trainingActivityId(input.experimentId, run),
+    startToCloseTimeout: input.config.timeoutMs + TRAIN_GRACE_MS,
+    heartbeatTimeout: HEARTBEAT_TIMEOUT,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, // the process tree is dead before we go on
+    retry: { initialInterval: '5 seconds', maximumAttempts: 3 },
+  });
+  const training: TrainingInput = {
+    experimentId: input.experimentId,
+    seed,
+    commit,
+    files: input.files,
+    harnessDigest: input.harnessDigest,
+    command: input.config.command,
+    budgetSeconds: input.config.budgetSeconds,
+    timeoutMs: input.config.timeoutMs,
+  };
+  try {
+    const what = `train ${commit.slice(0, 7)}${run > 0 ? ` again (run ${run + 1}, seed ${seed})` : ''}`;
+    return await gpu.train.executeWithOptions(summary(input.experimentId, what), [training]);
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    return failed(`training failed: ${causeOf(err)}`);
+  }
+}
+
+function failed(problem: string): TrainingResult {
+  return { exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '', sandboxed: true };
+}
