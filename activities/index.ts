@@ -16,6 +16,7 @@ import {
 import { applyEdits, describeChange, InvalidAnswer, validateCandidate } from './edits';
 import { blobIdsAt, commitFiles, compareAndSwapRef, deleteRefs, readFileAt, refsUnder, resolve, rootCommit, treeEntries, treeOf } from './git';
 import { harnessDigest } from './harness';
+import { ablationArms, morningSetup, verifyArms, writeMorning } from './morning';
 import { RepoError, branchOf, checkRepo } from './repo';
 import { proposeWithLlm } from './llm';
 import { appendRecord, readRecords } from './results';
@@ -25,7 +26,7 @@ export interface ProposeInput {
   config: RunConfig;
   key: number; // the proposal's number in the run (proposals get experiment numbers only when they train)
   parent: string; // the best commit
-  crashed?: { experimentId: string; commit: string }; // the llm proposer may fix it instead
+  crashed?: ExperimentRecord; // the last crash, with its log tail: the llm proposer may fix it instead
   inFlight: string[]; // descriptions of what is training or queued now: not to be duplicated
   tokenAllowance?: number; // what this proposal may spend of the night's token budget
 }
@@ -105,12 +106,11 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
 
 async function proposeByLlm({ config, key, parent, crashed, inFlight, tokenAllowance }: ProposeInput): Promise<Proposal> {
   const records = await userFacing(() => readRecords(config.repo, config.tag));
-  const crashedRecord = crashed && records.find((r) => r.id === crashed.experimentId);
   return proposeWithLlm({
     config,
     key,
     best: { commit: parent, files: await readEditable(config, parent) },
-    crashed: crashedRecord && { record: crashedRecord, files: await readEditable(config, crashed!.commit) },
+    crashed: crashed && { record: crashed, files: await readEditable(config, crashed.commit!) },
     records,
     inFlight,
     tokenAllowance,
@@ -189,5 +189,11 @@ export async function recordExperiment({ config, record, move }: RecordInput): P
   }
 }
 
-export const controlActivities = { prepareRun, readEditable, propose, commitProposal, rebaseProposal, commitCandidate, recordExperiment };
+export const controlActivities = {
+  prepareRun, readEditable, propose, commitProposal, rebaseProposal, commitCandidate, recordExperiment,
+  morningSetup: (config: RunConfig) => userFacing(() => morningSetup(config)),
+  verifyArms,
+  ablationArms,
+  writeMorning,
+};
 export type ControlActivities = typeof controlActivities;

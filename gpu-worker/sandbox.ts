@@ -18,8 +18,9 @@ type Log = (line: string) => void;
 
 /** What a box shows of the host: everything read-only, except as said here. */
 export interface Box {
-  scratch: string; // the one writable tree, at its own path; the command starts there
-  hide: string[]; // host paths replaced by an empty directory (HOME, checkout, other scratch dirs...)
+  scratch: string; // the one writable tree of the host, at its own path; the command starts there
+  hide: string[]; // host paths replaced by an empty read-only directory (HOME, checkout, other scratch dirs...)
+  private: string[]; // empty writable directories of the box's own, in memory (/tmp, its HOME)
   readOnly: string[]; // paths shown again, read-only, where a hidden path covers them (python env, data)
   aliases: [from: string, to: string][]; // host paths shown read-only at another place too
   devices: string[]; // device nodes passed through (GPUs)
@@ -27,35 +28,39 @@ export interface Box {
   env: Record<string, string>; // the command's whole environment
 }
 
-type Mount = { kind: 'hide' | 'ro' | 'rw'; src: string; dest: string };
-const RANK = { ro: 0, hide: 1, rw: 2 } as const;
-const FLAG = { hide: '--tmpfs', ro: '--ro-bind', rw: '--bind' } as const;
+type Mount = { kind: 'hide' | 'private' | 'ro' | 'rw'; src: string; dest: string };
+const RANK = { ro: 0, hide: 1, private: 1, rw: 2 } as const;
+const FLAG = { hide: '--tmpfs', private: '--tmpfs', ro: '--ro-bind', rw: '--bind' } as const;
 const depth = (path: string) => path.split('/').filter(Boolean).length;
 const within = (path: string, dir: string) => dir === '/' || path.startsWith(`${dir}/`);
+const empty = (m: Mount | undefined) => m?.kind === 'hide' || m?.kind === 'private';
 
 /**
  * The mounts of a box in the order bwrap needs them: it mounts in argument order, later over
  * earlier, so the shallowest go first and the deepest rule for a path wins (the python env inside a
  * hidden HOME is shown, a checkout inside a shown cache is hidden); at equal depth hiding beats
- * showing, and the scratch beats both. A hidden path whose nearest enclosing mount already hides it
- * needs no mount of its own.
+ * showing, and the scratch beats both. An empty directory inside another empty one needs no mount
+ * of its own, unless it is writable inside a read-only one (the box's HOME in the hidden /home).
  */
 function mountsOf(box: Box): Mount[] {
   const all: Mount[] = [
     ...box.hide.map((p): Mount => ({ kind: 'hide', src: p, dest: p })),
+    ...box.private.map((p): Mount => ({ kind: 'private', src: p, dest: p })),
     ...box.readOnly.map((p): Mount => ({ kind: 'ro', src: p, dest: p })),
     ...box.aliases.map(([src, dest]): Mount => ({ kind: 'ro', src, dest })),
     { kind: 'rw' as const, src: box.scratch, dest: box.scratch },
   ].sort((a, b) => depth(a.dest) - depth(b.dest) || RANK[a.kind] - RANK[b.kind]);
   return all.filter((m, i) => {
-    if (m.kind !== 'hide') return true;
     const enclosing = all.slice(0, i).filter((e) => e.dest !== m.dest && within(m.dest, e.dest)).at(-1);
-    return enclosing?.kind !== 'hide';
+    if (m.kind === 'hide') return !empty(enclosing);
+    if (m.kind === 'private') return enclosing?.kind !== 'private';
+    return true;
   });
 }
 
 /** bwrap's arguments for a box: everything it runs is confined as the README's "The sandbox" says. */
 export function bwrapArgs(box: Box): string[] {
+  const mounts = mountsOf(box);
   return [
     '--unshare-all', // pid, ipc, uts, mount, network (and cgroup where possible)
     ...(box.network ? ['--share-net'] : []),
@@ -67,7 +72,9 @@ export function bwrapArgs(box: Box): string[] {
     '--dev', '/dev',
     '--tmpfs', '/dev/shm',
     ...box.devices.flatMap((d) => ['--dev-bind', d, d]),
-    ...mountsOf(box).flatMap((m) => (m.kind === 'hide' ? [FLAG.hide, m.dest] : [FLAG[m.kind], m.src, m.dest])),
+    ...mounts.flatMap((m) => (empty(m) ? [FLAG[m.kind], m.dest] : [FLAG[m.kind], m.src, m.dest])),
+    // last: bwrap makes the mount points of what is shown inside a hidden directory while it is writable
+    ...mounts.flatMap((m) => (m.kind === 'hide' ? ['--remount-ro', m.dest] : [])),
     '--chdir', box.scratch,
     '--clearenv',
     ...Object.entries(box.env).flatMap(([key, value]) => ['--setenv', key, value]),
@@ -201,7 +208,8 @@ export async function planBox(req: BoxRequest): Promise<Box> {
   const homes = ['/home', '/root', homedir(), process.env.HOME];
   return {
     scratch: realPath(req.scratch) ?? req.scratch,
-    hide: existing(['/tmp', ...homes, projectRoot(), req.scratchRoot, ...(await checkoutFamily(req.checkout))]),
+    hide: existing([...homes, projectRoot(), req.scratchRoot, ...(await checkoutFamily(req.checkout))]),
+    private: ['/tmp', BOX_HOME],
     readOnly: existing([cacheDir(), pythonEnv, base]),
     // Repos laid out like the original look for their data in ~/.cache/autoresearch: the box's HOME has it.
     aliases: existing([cacheDir()]).map((cache) => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),

@@ -112,6 +112,7 @@ const verbs: Record<string, Verb> = {
     const { sandboxProblem } = await import('../gpu-worker/sandbox');
     const { pythonEnv } = await import('./provision');
     const { connectWorker, temporalTarget } = await import('./connect');
+    if (argv.includes('--no-network')) throw new UserError('gpu-worker: --no-network is gone: trainings have no network unless --network');
     const { flags } = parseFlags('gpu-worker', argv, {
       repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' },
       network: { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },

@@ -22,7 +22,8 @@ import { UserError } from './errors';
 import { alignTsv, DEFAULT_WATCH_WIDTH, renderWatch } from './watch';
 
 const QUERY_DEADLINE_MS = 5_000; // a run with no control worker cannot answer its query
-const GRPC_DEADLINE_EXCEEDED = 4; // the status code of a query nobody answered in time
+// gRPC status codes of a query nobody answered in time: the deadline passed (4), or the call was cut at it (1).
+const UNANSWERED_CODES = new Set([1, 4]);
 // A lane is stale after three missed heartbeats: a training beats every 5 s, a proposal every 10 s.
 const STALE_AFTER_MS: Partial<Record<Phase, number>> = { training: 15_000, proposing: 30_000 };
 
@@ -145,7 +146,7 @@ async function lanesFromServer(client: Client, tag: string, description: Descrip
 /** Why the run did not answer its status query: no worker took it in time, or the query itself failed. */
 function unanswered(err: unknown): string {
   const cause = (err as Error).cause as (Error & { code?: number }) | undefined;
-  if (cause?.code === GRPC_DEADLINE_EXCEEDED) {
+  if (cause?.code !== undefined && UNANSWERED_CODES.has(cause.code)) {
     return `no control worker answered within ${QUERY_DEADLINE_MS / 1000}s (is \`npx autoresearch worker\` running?)`;
   }
   return `the run did not answer its status query (${(err as Error).message.split('\n')[0]})`;

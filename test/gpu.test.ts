@@ -91,7 +91,8 @@ print(f"gpus_visible:     {len(device.split(','))}")
       tag: 'pinned', repo, proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 30_000,
       budgetSeconds: 1, parallel: 2, maxExperiments: 7, seed: 0, minImprovement: 0,
     };
-    const { view, records } = await study(repo, config, { slots: 0, gpus: ['3', '5'] });
+    // Unboxed: the two trainings must share the lock directory, and a box shares nothing writable.
+    const { view, records } = await study(repo, config, { slots: 0, gpus: ['3', '5'], sandbox: false });
     assert.equal(view.experimentsDone, 7);
     for (const r of records) assert.notEqual(r.status, 'crash', `${r.id}: ${r.reason} ${r.logTail ?? ''}`);
     assert.deepEqual([...new Set(records.map((r) => r.metrics.gpu))].sort(), [3, 5]);

@@ -18,9 +18,10 @@ import { createTrainingActivities, type Slot } from '../gpu-worker/training';
 import { initRepo } from '../scripts/init';
 import { pythonEnv } from '../scripts/provision';
 import type { Heartbeat, TrainingInput, TrainingResult } from '../workflows/types';
-import { cli, gitIn, makeRepo } from './helpers';
+import { ROOT, cli, gitIn, makeRepo } from './helpers';
 
 const SUMMARY = 'print("---"); print("val_bpb:          1.000000")';
+const OUTSIDE_TMP = '/var/tmp'; // where a fixture must not be hidden by the box's private /tmp alone
 const FAKE_KEYS = { OPENAI_API_KEY: 'sk-planted-openai-4f2a9c', TEMPORAL_API_KEY: 'planted-temporal-key-77d1e0' };
 
 function scratchDir(prefix: string): string {
@@ -88,7 +89,8 @@ function report(result: TrainingResult): Record<string, string> {
 describe('bwrapArgs: the box as arguments', () => {
   const box: Box = {
     scratch: '/tmp/scratch/worker-1-2/x-1-abc',
-    hide: ['/tmp', '/home', '/root', '/root/research/tiny', '/srv/checkout', '/var/cache/autoresearch/repos/r'],
+    hide: ['/home', '/root', '/root/research/tiny', '/srv/checkout', '/var/cache/autoresearch/repos/r', '/tmp/scratch'],
+    private: ['/tmp', BOX_HOME],
     readOnly: ['/root/.cache/autoresearch/python', '/root/.pyenv/versions/3.11.7', '/var/cache/autoresearch'],
     aliases: [['/var/cache/autoresearch', `${BOX_HOME}/.cache/autoresearch`]],
     devices: ['/dev/nvidia0', '/dev/nvidiactl'],
@@ -107,18 +109,21 @@ describe('bwrapArgs: the box as arguments', () => {
     assert.ok(!args.includes('--as-pid-1'), "bwrap's own init reaps, so a process left behind dies with the box");
   });
 
-  test('the host is read-only with a new /proc and /dev, hidden paths are empty, the scratch alone is writable', () => {
+  test('the host is read-only with a new /proc and /dev; of its trees the scratch alone is writable, hidden ones are empty and read-only', () => {
     assert.ok(position('--ro-bind', '/', '/') >= 0);
     assert.ok(position('--proc', '/proc') > position('--ro-bind', '/', '/'));
     assert.ok(position('--dev', '/dev') >= 0);
     assert.deepEqual(pairs('--bind'), [box.scratch]);
+    assert.deepEqual(pairs('--remount-ro'), ['/home', '/root', '/srv/checkout', '/var/cache/autoresearch/repos/r']);
+    assert.ok(position('--remount-ro') > position('--bind', box.scratch, box.scratch), 'after every mount inside them');
     assert.deepEqual(pairs('--dev-bind'), ['/dev/nvidia0', '/dev/nvidiactl'], 'GPU nodes pass through');
     assert.equal(args[args.indexOf('--chdir') + 1], box.scratch);
   });
 
-  test('the deepest rule for a path wins: shown inside hidden, hidden inside shown; a hidden path inside a hidden one is not mounted twice', () => {
+  test('the deepest rule for a path wins: shown inside hidden, hidden inside shown; an empty directory inside an empty one is not mounted twice', () => {
     const tmpfs = pairs('--tmpfs');
-    assert.deepEqual(tmpfs, ['/dev/shm', '/tmp', '/home', '/root', '/srv/checkout', '/var/cache/autoresearch/repos/r']);
+    assert.deepEqual(tmpfs, ['/dev/shm', '/home', '/root', '/tmp', '/srv/checkout', BOX_HOME, '/var/cache/autoresearch/repos/r']);
+    assert.ok(position('--tmpfs', BOX_HOME) > position('--tmpfs', '/home'), "the box's writable HOME inside the hidden /home");
     assert.ok(position('--ro-bind', '/root/.cache/autoresearch/python', '/root/.cache/autoresearch/python') > position('--tmpfs', '/root'));
     assert.ok(position('--tmpfs', '/var/cache/autoresearch/repos/r') > position('--ro-bind', '/var/cache/autoresearch', '/var/cache/autoresearch'));
     assert.ok(position('--bind', box.scratch, box.scratch) > position('--tmpfs', '/tmp'));
@@ -150,24 +155,28 @@ describe('a hostile training in the box', () => {
   let pythonBin: string;
   let slot: Slot;
   let holder: ChildProcess; // stands for the GPU worker started with keys in its environment
+  let base: string;
 
   before(async () => {
     holder = spawn('sleep', ['600'], { env: { ...process.env, ...FAKE_KEYS }, stdio: 'ignore' });
     assert.ok(findBwrap(), 'bubblewrap is installed (npm test provisions it: apt-get install bubblewrap)');
     pythonBin = await pythonEnv(() => {});
-    fakeHome = scratchDir('home');
+    // Outside /tmp, which the box hides whole: each of these must be hidden (or shown) by its own rule.
+    base = mkdtempSync(join(OUTSIDE_TMP, 'autoresearch-hostile-'));
+    fakeHome = join(base, 'home');
     mkdirSync(join(fakeHome, '.config', 'temporalio'), { recursive: true });
     writeFileSync(join(fakeHome, '.netrc'), 'machine api.openai.com login me password sk-planted-netrc-93be1\n');
     writeFileSync(join(fakeHome, '.config', 'temporalio', 'temporal.toml'), '[profile.default]\napi_key = "planted-toml-key-c0ffee"\n');
     writeFileSync(planted, 'planted-root-secret-51d7\n');
-    cache = scratchDir('cache');
-    mkdirSync(join(cache, 'tiny-data'));
+    cache = join(base, 'cache');
+    mkdirSync(join(cache, 'tiny-data'), { recursive: true });
     writeFileSync(join(cache, 'tiny-data', 'val.bin'), 'validation bytes');
     Object.assign(process.env, FAKE_KEYS, { HOME: fakeHome, AUTORESEARCH_CACHE: cache });
-    research = await makeRepo({ 'train.py': `${SUMMARY}\n`, 'prepare.py': 'EVAL_BYTES = 1024\n' });
-    checkout = join(scratchDir('checkout'), 'clone');
-    gitIn(tmpdir(), 'clone', '--quiet', research, checkout);
-    slot = { name: 'host-slot0', checkout, pathPrefix: pythonBin, scratchRoot: scratchDir('scratch') };
+    research = join(base, 'research');
+    gitIn(base, 'clone', '--quiet', await makeRepo({ 'train.py': `${SUMMARY}\n`, 'prepare.py': 'EVAL_BYTES = 1024\n' }), research);
+    checkout = join(base, 'checkout');
+    gitIn(base, 'clone', '--quiet', research, checkout); // its origin is the research repo, as on one host
+    slot = { name: 'host-slot0', checkout, pathPrefix: pythonBin, scratchRoot: join(base, 'scratch') };
   });
 
   after(() => {
@@ -175,6 +184,7 @@ describe('a hostile training in the box', () => {
     for (const [key, value] of Object.entries(saved)) if (value === undefined) delete process.env[key];
     else process.env[key] = value;
     rmSync(planted, { force: true });
+    rmSync(base, { recursive: true, force: true });
   });
 
   test("cannot read the worker's or any other process's environment (a process holding keys runs beside it)", async () => {
@@ -202,8 +212,8 @@ print("attempt holder:", os.path.exists("/proc/${holder.pid}/stat") and "(sleep)
     assert.match(report(open.result).environ, /found .*sk-planted-openai/, 'without the box the same probe finds the key: the probe works');
   });
 
-  test('cannot read the planted ~/.netrc and temporal.toml in the real HOME, nor anything in /root', async () => {
-    const files = [join(fakeHome, '.netrc'), join(fakeHome, '.config/temporalio/temporal.toml'), planted];
+  test('cannot read the planted ~/.netrc and temporal.toml in the real HOME, anything in /root, the checkout or the research repo', async () => {
+    const files = [join(fakeHome, '.netrc'), join(fakeHome, '.config/temporalio/temporal.toml'), planted, join(checkout, 'prepare.py'), join(research, 'program.md')];
     const probe = [
       ...files.map((f, i) => `cat ${f} >/dev/null 2>&1 && echo "attempt read${i}: $(cat ${f})" || echo "attempt read${i}: refused"`),
       `echo "attempt root: $(ls -A ${realHome} | tr '\\n' ' ')"`,
@@ -213,7 +223,7 @@ print("attempt holder:", os.path.exists("/proc/${holder.pid}/stat") and "(sleep)
     const { result } = await trainOnce(slot, inputFor(checkout, probe));
     assert.equal(result.exitCode, 0, result.logTail);
     const seen = report(result);
-    for (const i of [0, 1, 2]) assert.equal(seen[`read${i}`], 'refused', files[i]);
+    for (const [i, file] of files.entries()) assert.equal(seen[`read${i}`], 'refused', file);
     assert.doesNotMatch(result.logTail, /planted/);
     assert.doesNotMatch(seen.root, /autoresearch-planted/, `${realHome} is an empty directory in the box (but for the python it needs)`);
     assert.equal(seen.home.split(' ')[0], BOX_HOME, 'HOME is the empty one of the box');
@@ -352,9 +362,10 @@ describe('real targets in the box', () => {
 });
 
 describe('heartbeats in every phase', () => {
-  test('a checkout of 20,000 files heartbeats while it is copied, digested and removed, not only while the command runs', async () => {
+  test('a checkout of 20,000 files heartbeats while it is copied, digested and removed, not only while the command runs', async (t) => {
     const files = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`data/d${i % 100}/f${i}.txt`, `${i}\n`]));
     const repo = await makeRepo({ ...files, 'train.py': `${SUMMARY}\n` });
+    t.after(() => rmSync(repo, { recursive: true, force: true }));
     const slot: Slot = { name: 'host-slot0', checkout: repo, scratchRoot: scratchDir('scratch') };
     const { result, heartbeats, started, ended } = await trainOnce(slot, inputFor(repo, `python3 -c '${SUMMARY}'`));
     assert.equal(result.exitCode, 0, result.logTail);
@@ -429,6 +440,12 @@ describe('gpu-worker --repo', () => {
   });
 });
 
+test('gpu-worker --no-network, now the default, says what replaced it', async () => {
+  const out = await cli(['gpu-worker', '--repo', ROOT, '--no-network']);
+  assert.equal(out.code, 2);
+  assert.equal(out.stderr.trim(), 'autoresearch: gpu-worker: --no-network is gone: trainings have no network unless --network');
+});
+
 describe('planBox on this host', () => {
   test('hides HOME, /root, the checkout and the repo it was cloned from; shows the python env and the interpreter it was made from', async () => {
     const pythonBin = await pythonEnv(() => {});
@@ -461,12 +478,13 @@ describe('scratch directories', () => {
     assert.deepEqual(readdirSync(root), [live.split('/').at(-1)]);
   });
 
-  test('materialize copies the tracked files with their modes, writes the editable files over them, and reports progress as it goes', async () => {
+  test('materialize copies the tracked files with their modes, writes the editable files over them, and reports progress as it goes', async (t) => {
     const files = Object.fromEntries(Array.from({ length: 1_000 }, (_, i) => [`data/f${i}.txt`, `${i}\n`]));
     const repo = await makeRepo({ ...files, 'train.py': 'X = 1\n', 'run.sh': '#!/bin/sh\necho hi\n' });
+    const dir = scratchDir('materialized');
+    t.after(() => [repo, dir].forEach((d) => rmSync(d, { recursive: true, force: true })));
     spawnSync('chmod', ['755', join(repo, 'run.sh')]);
     const paths = gitIn(repo, 'ls-files').split('\n');
-    const dir = scratchDir('materialized');
     const calls: [number, number][] = [];
     await materialize(repo, paths, { files: { 'train.py': 'X = 2\n' } }, dir, (done, total) => calls.push([done, total]));
     assert.equal(readFileSync(join(dir, 'train.py'), 'utf8'), 'X = 2\n');

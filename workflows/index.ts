@@ -2,3 +2,4 @@
 export { researchWorkflow, pauseSignal, resumeSignal, stopSignal, statusQuery } from './research';
 export type { Carried } from './research';
 export { experimentWorkflow, trainedSignal, decidedSignal } from './experiment';
+export { verifyWorkflow, ablateWorkflow } from './morning';

@@ -15,6 +15,7 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  executeChild,
   sleep,
   startChild,
   upsertMemo,
@@ -25,12 +26,14 @@ import {
 import type { ControlActivities } from '../activities';
 import { judgeRuns, NO_NOISE, sigmaOf, withGroup, type Decision, type Judgement, type Noise } from './decide';
 import { decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
+import { verifyWorkflow } from './morning';
 import { causeOf, failureType, summary } from './failures';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from './search-attributes';
 import {
   CONTROL_QUEUE,
   experimentId,
   experimentWorkflowId,
+  morningWorkflowId,
   proposalActivityId,
   workflowIdFor,
   type Best,
@@ -48,7 +51,9 @@ import {
 const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
 const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
 const REPAIRS_PER_CRASH = 2; // times one crashed experiment is shown to the llm proposer for repair
+const REPAIRS_IN_A_ROW = 2; // a repair that crashes may be repaired in turn, this many deep
 const PROPOSER_FAILURES_IN_A_ROW = 5; // then the proposer is broken, not unlucky: the run halts
+const CRASH_LOG_CHARS = 3_000; // of a crash's log tail handed to the llm proposer with it
 const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget buys no useful proposal
 const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
 
@@ -111,7 +116,7 @@ export interface Carried {
   tokensUsed: number;
   paused: boolean;
   recent: ExperimentRecord[];
-  crash: { experimentId: string; commit: string; shown: number } | null; // the last training crash, for repair
+  crash: { record: ExperimentRecord; shown: number; depth: number } | null; // the last training crash, for repair
   proposerFailures: number; // in a row
   proposalMs: number; // running mean of a proposal's duration: sizes the pipeline and the deadline
   trainingMs: number; // running mean of a training's duration
@@ -160,7 +165,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       if (fatal) throw fatal;
       const ending = whyEnding();
       if (ending !== null && idle()) {
-        return finish(ending);
+        return await finish(ending);
       }
       if (ending === null && boundaryReached() && pipelineSettled()) {
         describe('continuing as new');
@@ -303,7 +308,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   async function askProposer(key: number, parent: string, tokenAllowance: number | undefined): Promise<Proposal> {
     const crashed = repairable();
     const inFlight = [...run.launched.map((l) => l.description), ...run.ready.map((r) => r.description)].filter(Boolean);
-    const what = crashed ? `propose (${config.proposer}, may repair ${crashed.experimentId})` : `propose (${config.proposer})`;
+    const what = crashed ? `propose (${config.proposer}, may repair ${crashed.id})` : `propose (${config.proposer})`;
     try {
       return await proposer.propose.executeWithOptions(
         { ...summary(`proposal ${key}`, what), activityId: proposalActivityId(config.tag, key) },
@@ -311,19 +316,16 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       );
     } catch (err) {
       if (isCancellation(err)) throw err;
-      if (failureType(err) === 'LlmRefused') {
-        haltRun(causeOf(err));
-        return { ok: false, reason: causeOf(err), tokens: 0, final: true };
-      }
+      if (failureType(err) === 'LlmRefused') haltRun(causeOf(err)); // its row says so too
       return { ok: false, reason: causeOf(err), tokens: 0 };
     }
   }
 
   /** The last training crash, offered for repair a bounded number of times whatever happens in between. */
-  function repairable(): { experimentId: string; commit: string } | undefined {
-    if (config.proposer !== 'llm' || !run.crash || run.crash.shown >= REPAIRS_PER_CRASH) return undefined;
+  function repairable(): ExperimentRecord | undefined {
+    if (config.proposer !== 'llm' || !run.crash || run.crash.shown >= REPAIRS_PER_CRASH || run.crash.depth >= REPAIRS_IN_A_ROW) return undefined;
     run.crash.shown++;
-    return { experimentId: run.crash.experimentId, commit: run.crash.commit };
+    return run.crash.record;
   }
 
   /** A failed proposal is an experiment with a row (commit 0000000), unless the run has all it may have. */
@@ -449,6 +451,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     for (const r of results) noteSandbox(r);
     const entry = recordOf(launched, results, outcome);
     const move = outcome.status === 'keep' && previousBest ? { from: previousBest.commit, to: launched.commit! } : undefined;
+    noteCrash(launched, entry); // now, not after the row is written: the next proposal may already be starting
     await CancellationScope.nonCancellable(async () => {
       try {
         await control.recordExperiment.executeWithOptions(summary(entry.id, recordWhat(entry, move !== undefined)), [{ config, record: entry, move }]);
@@ -461,7 +464,6 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         .signal(decidedSignal, { status: entry.status, reason: entry.reason, valBpb: entry.valBpb })
         .catch(() => undefined); // terminated by hand: it hears nothing
     });
-    noteCrash(launched, outcome); // once its row is written: the llm proposer reads the crash from there
     run.launched = run.launched.filter((l) => l !== launched);
     run.experimentsDone++;
     if (entry.status === 'keep') run.experimentsKept++;
@@ -537,10 +539,11 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     };
   }
 
-  function noteCrash(launched: Launched, outcome: Decision): void {
-    if (outcome.status !== 'crash') run.crash = null;
+  function noteCrash(launched: Launched, entry: ExperimentRecord): void {
+    if (entry.status !== 'crash') run.crash = null;
     else if (launched.commit && launched.n > 0 && !launched.results.some((r) => r?.problem === 'cancelled')) {
-      run.crash = { experimentId: launched.id, commit: launched.commit, shown: 0 };
+      const depth = launched.proposal?.fixes && launched.proposal.fixes === run.crash?.record.id ? run.crash.depth + 1 : 0;
+      run.crash = { record: { ...entry, logTail: entry.logTail?.slice(-CRASH_LOG_CHARS) }, shown: 0, depth };
     }
   }
 
@@ -567,14 +570,27 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     stopRun(reason, run.nextNumber <= 1 || run.best === null);
   }
 
-  function finish(reason: string): StatusView {
+  async function finish(reason: string): Promise<StatusView> {
     if (halt) {
       describe(`failed: ${halt}`);
       throw ApplicationFailure.nonRetryable(halt, 'RunHalted');
     }
+    const verdict = await verify(reason);
     finalState = stop ? 'stopped' : 'completed';
-    describe(`${finalState}: ${reason}`);
-    return { ...status(), reason };
+    describe(`${finalState}: ${reason}${verdict ? `\n\nverdict: ${verdict}` : ''}`);
+    return { ...status(), reason, verdict };
+  }
+
+  /** The morning verdict, when the run ended by itself with a keep to verify (not at a deadline: that is the user's). */
+  async function verify(reason: string): Promise<string | undefined> {
+    if (!config.verifyRuns || stop || !run.best || run.best.commit === run.setup.baseCommit || reason.startsWith('deadline')) return undefined;
+    describe(`verifying: the baseline and the best, ${config.verifyRuns} runs each`);
+    const verdict = await executeChild(verifyWorkflow, {
+      workflowId: morningWorkflowId(config.tag, 'verify'),
+      args: [{ config, runs: config.verifyRuns }],
+      typedSearchAttributes: [{ key: RESEARCH_TAG, value: `${config.tag}.verify` }],
+    });
+    return verdict.line;
   }
 
   // ---- what the Web UI and `status` show -------------------------------------------------------------

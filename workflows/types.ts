@@ -43,6 +43,7 @@ export interface RunConfig {
   maxTokensPerCall?: number; // max_tokens of each chat-completions call
   baselineRuns?: number; // the baseline is trained this many times, on different seeds, to measure the noise (CLI default 3)
   confirmZ?: number; // a gain under confirmZ·σ is confirmed by another run before a keep (default 2; 0: never confirm)
+  verifyRuns?: number; // at the end, the baseline and the best are each trained this many times more (the verdict)
 }
 
 /** Fixed facts about the run, established once by the first activity. */
@@ -131,6 +132,40 @@ export interface ExperimentRecord {
   logTail?: string;
 }
 
+/** A commit the morning's questions train again: `verify`'s baseline and best, `ablate`'s best without one change. */
+export interface Arm {
+  name: string;
+  commit: string;
+  files: Record<string, string>;
+  change?: string; // ablate: the experiment whose change this arm takes out
+  problem?: string; // ablate: why that change could not be taken out
+}
+
+/** An interval: mean with the bounds of its 95% interval. */
+export interface Interval {
+  mean: number;
+  low: number;
+  high: number;
+  n: number;
+}
+
+/** `verify`: the night's gain, from the baseline and the best trained again side by side. */
+export interface Verdict {
+  tag: string;
+  baseline: Interval & { commit: string };
+  best: Interval & { commit: string };
+  gain: Interval; // best − baseline: negative is better
+  line: string; // e.g. baseline 2.1116 ± 0.0021 → best 2.0540 ± 0.0018 (n=3): −0.0576 [−0.061, −0.054]
+  crashes: number;
+}
+
+/** `ablate`: what each kept change is worth, from the best trained without it. */
+export interface Ablation {
+  tag: string;
+  best: Interval & { commit: string };
+  changes: { name: string; change: string; commit: string; contribution: Interval | null; problem?: string }[];
+}
+
 /** One training of an experiment. */
 export interface RunScore {
   seed: number;
@@ -160,11 +195,17 @@ export interface StatusView {
   recent: ExperimentRecord[]; // last few, newest last, without log tails
   warnings?: string[]; // e.g. a GPU worker that trains without the sandbox
   noise?: { sigma: number; runs: number }; // σ of val_bpb between runs of one commit, from `runs` trainings
+  verdict?: string; // the night's gain with its 95% interval, once verified
   stale?: { since: string; why: string }; // the CLI could not query the run: figures are from that time
 }
 
 export function workflowIdFor(tag: string): string {
   return WORKFLOW_ID_PREFIX + tag;
+}
+
+/** `verify` and `ablate` run as workflows of their own beside the study: `autoresearch-<tag>.verify`. */
+export function morningWorkflowId(tag: string, question: 'verify' | 'ablate'): string {
+  return `${WORKFLOW_ID_PREFIX}${tag}.${question}`;
 }
 
 /** The training activity's id (its repeats add `-<run>`): what `status` looks for among the pending activities. */
