@@ -120,7 +120,8 @@ export function proposeSweep(source: string, seed: number, n: number, tried: Set
       const content = source.slice(0, p.start) + literal + source.slice(p.start + p.literal.length);
       if (tried.has(gitBlobId(Buffer.from(content)))) continue;
       const description = `${p.name} ${p.literal} -> ${literal}`;
-      return { description, change: description, content, edit: lineEdit(source, content, p.start, p.start + p.literal.length) };
+      const edit = lineEdit(source, content, p.start, p.start + p.literal.length);
+      return { description, change: description, content, edit };
     }
   }
   return null;

@@ -7,8 +7,11 @@ GPU worker does: cwd = the scratch copy, a sanitized environment (PATH with
 this interpreter's bin directory first, HOME, LANG, AUTORESEARCH_CACHE if set,
 AUTORESEARCH_TIME_BUDGET, AUTORESEARCH_EXPERIMENT_ID=gpu-check-0,
 CUDA_VISIBLE_DEVICES=0, PYTHONUNBUFFERED=1), first `python prepare.py`, then
-`python train.py`. It streams their output, parses the closing summary block
-and prints a grep-able report. Exit status: 0 with a finite val_bpb, else 1.
+`python train.py`, then the harness's evaluation of the model it saved (the
+model served by `python train.py` with the evaluation's pipes set, scored by
+`python prepare.py --evaluate`; the worker runs the two in sandboxes, this
+check does not). It streams their output, parses the summary blocks and prints
+a grep-able report. Exit status: 0 with a finite val_bpb, else 1.
 
 Run it with the Python that has torch (the shipped targets' environment):
 
@@ -48,8 +51,8 @@ REPORT_KEYS = [  # (report name, summary key)
     ("training_seconds", "training_seconds"),
     ("total_seconds", "total_seconds"),
     ("compile_s", "compile_seconds"),
-    ("eval_s", "eval_seconds"),
 ]
+SCORER_GRACE_S = 2  # seconds: a scorer still running this long after its model exited waits in vain
 SUMMARY_LINE = re.compile(r"^([A-Za-z_]\w*):\s+(\S+)\s*$")
 
 
@@ -86,8 +89,8 @@ def set_constant(scratch, name, value):
     raise SystemExit(f"gpu-check: --set {name}: no top-level `{name} = ...` in train.py or prepare.py")
 
 
-def run(cmd, cwd, env, timeout):
-    """Run cmd, streaming its output; (exit code or None on timeout, output, seconds)."""
+def run(cmd, cwd, env, timeout, give_up=None):
+    """Run cmd, streaming its output; (exit code or None on timeout or give_up, output, seconds)."""
     t0 = time.time()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
@@ -103,6 +106,8 @@ def run(cmd, cwd, env, timeout):
 
     timer = threading.Timer(timeout, kill)
     timer.start()
+    if give_up is not None:
+        threading.Thread(target=lambda: give_up.wait() and kill(), daemon=True).start()
     chunks = []
     try:
         for raw in iter(proc.stdout.readline, b""):
@@ -114,6 +119,36 @@ def run(cmd, cwd, env, timeout):
     finally:
         timer.cancel()
     return (None if timed_out else proc.returncode), "".join(chunks), time.time() - t0
+
+
+def evaluate(python, scratch, env, timeout):
+    """The harness's evaluation: (scorer exit code or None, its output, seconds), the model serving it."""
+    channel = tempfile.mkdtemp(prefix="autoresearch-gpu-check-eval-")
+    pipes = {
+        "AUTORESEARCH_EVAL_QUERIES": os.path.join(channel, "queries"),
+        "AUTORESEARCH_EVAL_ANSWERS": os.path.join(channel, "answers"),
+    }
+    for path in pipes.values():
+        os.mkfifo(path, 0o600)
+    env = {**env, **pipes}
+    server = subprocess.Popen([python, "train.py"], cwd=scratch, env=env, start_new_session=True)
+    served = threading.Event()
+
+    def watch():
+        server.wait()
+        time.sleep(SCORER_GRACE_S)
+        served.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        return run([python, "prepare.py", "--evaluate"], scratch, env, timeout, give_up=served)
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        server.wait()
+        shutil.rmtree(channel, ignore_errors=True)
 
 
 def main():
@@ -173,6 +208,8 @@ def main():
             return 1
         rc, output, wall = run([args.python, "train.py"], scratch, env, timeout)
         summary = parse_summary(output)
+        eval_rc, eval_output, eval_s = evaluate(args.python, scratch, env, timeout) if rc == 0 else (None, "", 0.0)
+        summary["val_bpb"] = parse_summary(eval_output).get("val_bpb", float("nan"))
 
         print("=== gpu-check report ===")
         print(f"gpu:              {gpu}")
@@ -183,11 +220,13 @@ def main():
                 print(f"{report + ':':<17} {summary[key]:g}")
         print(f"prepare_s:        {prepare_s:.1f}")
         print(f"wall_s:           {wall:.1f}")
+        print(f"eval_s:           {eval_s:.1f}")
         print(f"exit:             {'timeout' if rc is None else rc}")
+        print(f"eval_exit:        {'stopped' if eval_rc is None else eval_rc}")
         if args.keep:
             print(f"scratch:          {scratch}")
         val = summary.get("val_bpb")
-        if rc != 0 or val is None or not math.isfinite(val):
+        if rc != 0 or eval_rc != 0 or val is None or not math.isfinite(val):
             print("gpu-check: FAILED (no finite val_bpb, or a non-zero exit)", file=sys.stderr)
             return 1
         print("gpu-check: ok")

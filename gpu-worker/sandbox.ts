@@ -3,13 +3,16 @@
 // copy and a private /tmp, finds an empty HOME, no keys, no checkout, no other slot, and no network
 // unless the worker allows it. We defend against mistakes and naive cheating, not a kernel exploit.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 export const BOX_HOME = '/home/sandbox'; // the training's HOME: an empty directory of its own
 export const SANDBOX_PACKAGE = 'bubblewrap'; // the distribution package that ships bwrap
+// Under the cache: every validation split of a target that declares `evaluate`. Its training and the
+// model answering the evaluation find it empty; only the harness's scorer sees it.
+export const VALIDATION_DIR = 'validation';
 const PROBE_TIMEOUT_MS = 10_000; // a box that cannot start `true` in this time does not work here
 const GPU_DEVICES = /^(nvidia|dri$)/; // /dev entries CUDA (and DRM) need inside the box
 const execFileAsync = promisify(execFile);
@@ -19,7 +22,8 @@ type Log = (line: string) => void;
 /** What a box shows of the host: everything read-only, except as said here. */
 export interface Box {
   scratch: string; // the one writable tree of the host, at its own path; the command starts there
-  hide: string[]; // host paths replaced by an empty read-only directory (HOME, checkout, other scratch dirs...)
+  readOnlyScratch?: boolean; // the evaluation's boxes: they read what the training left and change nothing
+  hide: string[]; // paths replaced by an empty read-only directory (HOME, checkout, other scratch dirs, validation...)
   private: string[]; // empty writable directories of the box's own, in memory (/tmp, its HOME)
   readOnly: string[]; // paths shown again, read-only, where a hidden path covers them (python env, data)
   aliases: [from: string, to: string][]; // host paths shown read-only at another place too
@@ -61,6 +65,7 @@ function mountsOf(box: Box): Mount[] {
 /** bwrap's arguments for a box: everything it runs is confined as the README's "The sandbox" says. */
 export function bwrapArgs(box: Box): string[] {
   const mounts = mountsOf(box);
+  const flag = (m: Mount) => (m.kind === 'rw' && box.readOnlyScratch ? FLAG.ro : FLAG[m.kind]);
   return [
     '--unshare-all', // pid, ipc, uts, mount, network (and cgroup where possible)
     ...(box.network ? ['--share-net'] : []),
@@ -72,7 +77,7 @@ export function bwrapArgs(box: Box): string[] {
     '--dev', '/dev',
     '--tmpfs', '/dev/shm',
     ...box.devices.flatMap((d) => ['--dev-bind', d, d]),
-    ...mounts.flatMap((m) => (empty(m) ? [FLAG[m.kind], m.dest] : [FLAG[m.kind], m.src, m.dest])),
+    ...mounts.flatMap((m) => (empty(m) ? [FLAG[m.kind], m.dest] : [flag(m), m.src, m.dest])),
     // last: bwrap makes the mount points of what is shown inside a hidden directory while it is writable
     ...mounts.flatMap((m) => (m.kind === 'hide' ? ['--remount-ro', m.dest] : [])),
     '--chdir', box.scratch,
@@ -183,6 +188,9 @@ export interface BoxRequest {
   pathPrefix?: string; // the slot's bin directory (the shipped targets' Python environment)
   network: boolean;
   env: Record<string, string>;
+  readOnlyScratch?: boolean; // the evaluation's boxes
+  validation?: 'shown' | 'hidden'; // default shown; hidden from the training of a target that declares `evaluate`
+  channel?: string; // a directory shown read-only (the evaluation's pipes, which stay writable)
 }
 
 /**
@@ -199,18 +207,35 @@ async function checkoutFamily(checkout: string): Promise<string[]> {
   return [checkout, commonDir, ...local.map((u) => resolve(checkout, u.replace(/^file:\/\//, '')))].filter(Boolean);
 }
 
-/** The box of one training on this host: see the README's "The sandbox" for what each line is for. */
+/**
+ * The cache's validation directory where it is, and where the box's HOME shows the cache again (a
+ * symlink there points at the first, hidden too).
+ */
+function validationPaths(): string[] {
+  const cache = realPath(cacheDir());
+  const dir = cache && realPath(join(cache, VALIDATION_DIR));
+  if (!cache || !dir || !lstatSync(dir).isDirectory()) return [];
+  const aliased = lstatSync(join(cache, VALIDATION_DIR)).isDirectory();
+  return [dir, ...(aliased ? [join(BOX_HOME, '.cache', 'autoresearch', VALIDATION_DIR)] : [])];
+}
+
+/** The box of one training (or evaluation) on this host: see the README's "The sandbox" for each line. */
 export async function planBox(req: BoxRequest): Promise<Box> {
   const existing = (paths: (string | null | undefined)[]) =>
     [...new Set(paths.flatMap((p) => (p && realPath(p)) || []))];
   const base = req.pathPrefix ? venvBase(req.pathPrefix) : null;
   const pythonEnv = base ? dirname(req.pathPrefix!) : req.pathPrefix; // the whole venv, or just the bin directory
   const homes = ['/home', '/root', homedir(), process.env.HOME];
+  const family = await checkoutFamily(req.checkout);
   return {
     scratch: realPath(req.scratch) ?? req.scratch,
-    hide: existing([...homes, projectRoot(), req.scratchRoot, ...(await checkoutFamily(req.checkout))]),
+    readOnlyScratch: req.readOnlyScratch,
+    hide: [
+      ...existing([...homes, projectRoot(), req.scratchRoot, ...family]),
+      ...(req.validation === 'hidden' ? validationPaths() : []),
+    ],
     private: ['/tmp', BOX_HOME],
-    readOnly: existing([cacheDir(), pythonEnv, base]),
+    readOnly: existing([cacheDir(), pythonEnv, base, req.channel]),
     // Repos laid out like the original look for their data in ~/.cache/autoresearch: the box's HOME has it.
     aliases: existing([cacheDir()]).map((cache) => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),
     devices: gpuDevices(),

@@ -1,24 +1,30 @@
 // The training activity: check what it is asked, materialize a scratch copy of this worker's checkout
 // with the candidate's editable files, check the harness, run the command in its box with a clean
-// environment, heartbeat throughout, and report the parsed summary. The command's own failures, and
-// inputs the worker refuses, are results, never exceptions.
+// environment, score it (the harness's own evaluation, where the target declares one), heartbeat
+// throughout, and report the parsed summary. The command's own failures, and inputs the worker
+// refuses, are results, never exceptions.
 import { Context } from '@temporalio/activity';
 import { execFile } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { posix } from 'node:path';
+import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
-import { PROGRAM_FILE, type Heartbeat, type TrainingInput, type TrainingResult } from '../workflows/types';
+import { CONFIG_FILE, PROGRAM_FILE, type Heartbeat, type TrainingInput, type TrainingResult } from '../workflows/types';
+import { evaluate, type BoxFor, type Evaluation } from './evaluation';
 import { runCommand, type RunOutcome } from './runner';
-import { BOX_HOME, bwrapArgs, findBwrap, planBox } from './sandbox';
+import { BOX_HOME, bwrapArgs, findBwrap, planBox, type BoxRequest } from './sandbox';
 import { materialize, newScratch, SCRATCH_ROOT } from './scratch';
-import { parseProgress, parseSummary } from './summary';
+import { parseProgress, parseSummary, type Summary } from './summary';
 
 const HEARTBEAT_EVERY_MS = 5_000; // well inside the workflow's 30 s heartbeat timeout, in every phase
 const LOG_TAIL_CHARS = 4_000; // what travels back in the result: payloads stay small
 const HARNESS_MODIFIED = 'the training command modified the harness; its score is not comparable';
 const NOT_FINITE = 'val_bpb is not finite (NaN or inf)';
+// Bits per byte. A score the training printed agrees with the harness's within this: summaries print
+// six decimals (rounding up to 5e-7) and the same model scored in another process may differ in the
+// last float bits; a gain worth keeping is a hundred times larger (run-to-run noise is 2e-4 or more).
+export const SCORE_TOLERANCE = 1e-5;
 // The only variables a training command inherits: no API keys, tokens or cloud credentials.
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'AUTORESEARCH_CACHE'];
 
@@ -68,6 +74,7 @@ export function refusal(input: Pick<TrainingInput, 'files' | 'timeoutMs' | 'budg
     if (escapes) return `files names ${shown} outside the checkout`;
     if (path === '.git' || path.startsWith('.git/')) return `files names ${shown} inside .git`;
     if (path === PROGRAM_FILE) return `files names ${shown}, the research instructions, not an editable file`;
+    if (path === CONFIG_FILE) return `files names ${shown}, the harness's configuration, not an editable file`;
     if (!known.has(path)) return `files names ${shown}, which is not a tracked file of the checkout`;
   }
   const { timeoutMs, budgetSeconds } = input;
@@ -128,7 +135,7 @@ function heartbeats(ctx: Context) {
 }
 type Heartbeats = ReturnType<typeof heartbeats>;
 
-/** One training in one slot: refusal check, scratch copy, harness check, the command in its box, summary. */
+/** One training in one slot: refusal check, scratch copy, then the training and its score. */
 async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult> {
   const hb = heartbeats(Context.current());
   const result = (fields: Partial<TrainingResult>): TrainingResult => ({
@@ -142,16 +149,7 @@ async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult
     const dir = await newScratch(input.experimentId, slot.scratchRoot);
     try {
       await materialize(slot.checkout, paths, input, dir, hb.beat);
-      const harnessChanged = async () => (await digestOf(dir, paths, Object.keys(input.files))) !== input.harnessDigest;
-      if (await harnessChanged()) return result({ problem: harnessMismatch(slot) });
-      const outcome = await runBoxed(slot, input, dir, hb);
-      const summary = parseSummary(outcome.tail);
-      const { exitCode, timedOut, seconds } = outcome;
-      const logTail = outcome.tail.slice(-LOG_TAIL_CHARS);
-      const fields = { exitCode, timedOut, seconds, metrics: summary.metrics, logTail };
-      if (await harnessChanged()) return result({ ...fields, metrics: {}, problem: HARNESS_MODIFIED });
-      if (summary.nonFinite.includes('val_bpb')) return result({ ...fields, problem: NOT_FINITE });
-      return result(fields);
+      return result(await trainAndScore(slot, input, { dir, paths }, hb));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -160,19 +158,94 @@ async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult
   }
 }
 
+/**
+ * Harness check, the command in its box, harness check again, summary; then, where the target
+ * declares an evaluation, the harness's own val_bpb in place of whatever the training printed.
+ */
+async function trainAndScore(
+  slot: Slot, input: TrainingInput, scratch: { dir: string; paths: string[] }, hb: Heartbeats,
+): Promise<Partial<TrainingResult>> {
+  const { dir, paths } = scratch;
+  const editable = Object.keys(input.files);
+  const harnessChanged = async () => (await digestOf(dir, paths, editable)) !== input.harnessDigest;
+  if (await harnessChanged()) return { problem: harnessMismatch(slot) };
+  const declared = await declaredEvaluation(dir);
+  if ('problem' in declared) return { problem: declared.problem };
+  const outcome = await runBoxed(slot, input, dir, hb, declared.scorer ? 'hidden' : 'shown');
+  const summary = parseSummary(outcome.tail);
+  const { exitCode, timedOut, seconds } = outcome;
+  const logTail = outcome.tail.slice(-LOG_TAIL_CHARS);
+  const fields = { exitCode, timedOut, seconds, metrics: summary.metrics, logTail };
+  if (await harnessChanged()) return { ...fields, metrics: {}, problem: HARNESS_MODIFIED };
+  if (!declared.scorer) return summary.nonFinite.includes('val_bpb') ? { ...fields, problem: NOT_FINITE } : fields;
+  if (exitCode !== 0 || timedOut) return fields; // a crash as it is: nothing to score
+  const ctx = Context.current();
+  const evaluation = await evaluate({
+    experimentId: input.experimentId, scorer: declared.scorer, server: input.command, scratch: dir,
+    harness: paths.filter((p) => isHarnessPath(p, editable)), scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT,
+    env: trainingEnv(slot, input), timeoutMs: Math.max(input.timeoutMs - seconds * 1000, 0),
+    signal: ctx.cancellationSignal, box: boxFor(slot, false), beat: hb.beat,
+  });
+  if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+  return scored(fields, summary, evaluation);
+}
+
 function harnessMismatch(slot: Slot): string {
   return `harness mismatch: the checkout of ${slot.name} (${slot.checkout}) differs from the run's harness; ` +
     "update it to the run's base commit";
 }
 
+/**
+ * The scorer a target declares (`evaluate` in autoresearch.json, a harness file the digest covers), or
+ * none: a repo laid out like the original evaluates inside its training, whose printed score stands.
+ */
+async function declaredEvaluation(dir: string): Promise<{ scorer: string | null } | { problem: string }> {
+  const text = await readFile(join(dir, CONFIG_FILE), 'utf8').catch(() => null);
+  let declared: unknown;
+  try {
+    declared = text === null ? undefined : (JSON.parse(text) as { evaluate?: unknown }).evaluate;
+  } catch (err) {
+    return { problem: `${CONFIG_FILE} is not valid JSON (${(err as Error).message})` };
+  }
+  if (declared === undefined) return { scorer: null };
+  if (typeof declared === 'string' && declared.trim()) return { scorer: declared };
+  return { problem: `${CONFIG_FILE}: "evaluate" must be a command, e.g. "python prepare.py --evaluate"` };
+}
+
+/**
+ * The training's fields with the harness's score as val_bpb. What the training printed is kept as
+ * train_reported_val_bpb; it must agree with the harness's, or the experiment is a crash.
+ */
+function scored(fields: Partial<TrainingResult>, summary: Summary, ev: Evaluation): Partial<TrainingResult> {
+  const { val_bpb: printed, ...metrics }: Record<string, number> = summary.metrics;
+  const logTail = `${fields.logTail}\n${ev.tail}`.slice(-LOG_TAIL_CHARS);
+  if (printed !== undefined) metrics.train_reported_val_bpb = printed;
+  metrics.eval_seconds = Math.round(ev.seconds * 100) / 100;
+  const base = { ...fields, logTail, metrics };
+  if (ev.valBpb === undefined) return { ...base, problem: ev.problem };
+  const measured = { ...base, metrics: { ...base.metrics, val_bpb: ev.valBpb } };
+  const claim = printed !== undefined ? printed.toFixed(6)
+    : summary.nonFinite.includes('val_bpb') ? 'a non-finite val_bpb' : null;
+  if (claim === null || (printed !== undefined && Math.abs(printed - ev.valBpb) <= SCORE_TOLERANCE)) return measured;
+  const problem = `score mismatch: the training printed ${claim}, the harness measured ${ev.valBpb.toFixed(6)}`;
+  return { ...measured, problem };
+}
+
+/** bwrap and its arguments for a box of this slot, or null when the worker runs --no-sandbox. */
+function boxFor(slot: Slot, network: boolean): BoxFor | null {
+  if (slot.sandbox === false) return null;
+  const { checkout, pathPrefix } = slot;
+  const common = { scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network };
+  return async (req) => [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox({ ...common, ...req }))];
+}
+
 /** The command in its box (unless --no-sandbox); a cancelled activity rethrows once the box is dead. */
-async function runBoxed(slot: Slot, input: TrainingInput, dir: string, hb: Heartbeats): Promise<RunOutcome> {
+async function runBoxed(
+  slot: Slot, input: TrainingInput, dir: string, hb: Heartbeats, validation: BoxRequest['validation'],
+): Promise<RunOutcome> {
   const ctx = Context.current();
   const env = trainingEnv(slot, input);
-  const box = slot.sandbox === false ? undefined : [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox({
-    scratch: dir, scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout: slot.checkout, pathPrefix: slot.pathPrefix,
-    network: Boolean(slot.network), env,
-  }))];
+  const box = await boxFor(slot, Boolean(slot.network))?.({ scratch: dir, validation, env });
   hb.commandStarted();
   const outcome = await runCommand(input.command, {
     cwd: dir, env, box, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal, onLine: hb.progress,

@@ -5,7 +5,11 @@ import { UserError } from './errors';
 export type Flags = Record<string, string | boolean | undefined>;
 
 /** Parses `argv` for one verb; unknown flags (with the nearest known one) and missing values are user errors. */
-export function parseFlags(verb: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>): { flags: Flags; positionals: string[] } {
+export function parseFlags(
+  verb: string,
+  argv: string[],
+  options: NonNullable<ParseArgsConfig['options']>,
+): { flags: Flags; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { flags: values as Flags, positionals };
@@ -68,7 +72,9 @@ export function parseCount(flag: string, text: string, min = 1): number {
 export function parseNumber(flag: string, text: string, min = 0, max = Infinity): number {
   const value = Number(text);
   const range = max === Infinity ? `≥ ${min}` : `from ${min} to ${max}`;
-  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) throw new UserError(`${flag}: "${text}" is not a number ${range}`);
+  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
+    throw new UserError(`${flag}: "${text}" is not a number ${range}`);
+  }
   return value;
 }
 

@@ -45,7 +45,12 @@ export async function timeCli(args: string[], env: NodeJS.ProcessEnv, runs = DEF
  * the server at `address` (a study with a control worker, so the status query is answered).
  * The first call of each is not counted: it may compile the CLI once after a change to the sources.
  */
-export async function benchCliLatency(opts: { address: string; tag: string; runs?: number; log?: (line: string) => void }): Promise<CliLatency> {
+export async function benchCliLatency(opts: {
+  address: string;
+  tag: string;
+  runs?: number;
+  log?: (line: string) => void;
+}): Promise<CliLatency> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   const env = { TEMPORAL_ADDRESS: opts.address };
   await timeCli(['--help'], env, 1);

@@ -9,9 +9,15 @@ import { UserError } from './errors';
 /** Each verb's arguments and what it does: `--help` prints them all, `<verb> --help` its own. */
 const USAGE: Record<string, { args: string; about: string }> = {
   demo: { args: '', about: 'a short study on the tiny target, end to end (npm start)' },
-  server: { args: '[--db FILE] [--port 7233] [--ui-port PORT+1000]', about: 'the local Temporal dev server and Web UI, history in a SQLite file' },
+  server: {
+    args: '[--db FILE] [--port 7233] [--ui-port PORT+1000]',
+    about: 'the local Temporal dev server and Web UI, history in a SQLite file',
+  },
   worker: { args: '', about: 'the control worker (proposals, git, results); registers the search attributes' },
-  'gpu-worker': { args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network] [--no-sandbox]', about: 'training slots for the runs on that repo' },
+  'gpu-worker': {
+    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network] [--no-sandbox]',
+    about: 'training slots for the runs on that repo',
+  },
   init: { args: '--target tiny PATH', about: 'a research repo from a shipped target, data prepared' },
   'try-model': {
     args: '--model NAME [--experiments 3] [--repo PATH] [--temperature X] [--llm-max-tokens N] [--llm-timeout 10m]',
@@ -22,6 +28,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
       '--repo PATH --tag TAG [--proposer llm|sweep] [--model NAME] [--max-experiments N] [--until 07:30]',
       '[--timeout 5m] [--budget SECONDS] [--parallel P] [--ahead N] [--command CMD] [--editable a.py,b.py] [--seed N]',
       '[--min-improvement X] [--max-proposer-failures N] [--history-size N]',
+      '[--baseline-runs 3] [--confirm-z 2] [--verify-runs 3]',
       '[--temperature X] [--llm-max-tokens N] [--max-tokens-total N] [--llm-timeout 2m]',
     ].join('\n        '),
     about: 'start a study',
@@ -32,6 +39,8 @@ const USAGE: Record<string, { args: string; about: string }> = {
   stop: { args: 'TAG [--cancel]', about: 'finish (or cancel) the experiments in flight, then end the run' },
   results: { args: 'TAG [--repo PATH]', about: 'the results table' },
   report: { args: 'TAG [--repo PATH]', about: 'a progress chart (SVG, PNG) and a summary, written to results/TAG/report/' },
+  verify: { args: 'TAG [--runs 3]', about: "the night's gain: the baseline and the best trained again, with a 95% interval" },
+  ablate: { args: 'TAG [--runs 3]', about: 'what each kept change is worth: the best trained without it, with intervals' },
   provision: { args: '', about: 'find or fetch the Temporal CLI, and make the Python environment' },
 };
 
@@ -101,10 +110,12 @@ const verbs: Record<string, Verb> = {
     const target = temporalTarget();
     const connection = await connectWorker(target);
     const client = await Connection.connect(target.options);
-    await registerSearchAttributes(client, target.namespace).catch((err) => console.warn(`could not register search attributes: ${(err as Error).message}`));
+    await registerSearchAttributes(client, target.namespace).catch((err) =>
+      console.warn(`could not register search attributes: ${(err as Error).message}`),
+    );
     await client.close();
     console.log(`control worker: task queue ${CONTROL_QUEUE} on ${target.address} (${target.namespace})`);
-    await serveWorkers(connection, async () => [await createControlWorker(connection, target.namespace)]);
+    await serveWorkers(connection, async () => [await createControlWorker(connection, target.namespace, (line) => console.log(line))]);
   },
 
   async 'gpu-worker'(argv) {
@@ -207,10 +218,29 @@ const verbs: Record<string, Verb> = {
     const { flags, positionals } = parseFlags('report', argv, { repo: { type: 'string' } });
     const tag = oneTag('report', positionals);
     const { repoOf } = await import('./status');
-    const { writeReport } = await import('./report');
+    const { reportLines, writeReport } = await import('./report');
     const repo = await repoOf(connectedClient, tag, flags.repo as string | undefined);
-    const { svg, png, markdown } = await writeReport(repo, tag);
-    console.log(`chart:   ${svg}\n         ${png}\nsummary: ${markdown}`);
+    console.log(reportLines(await writeReport(repo, tag)));
+  },
+
+  async verify(argv) {
+    const { flags, positionals } = parseFlags('verify', argv, { runs: { type: 'string' } });
+    const tag = oneTag('verify', positionals);
+    const { DEFAULT_MORNING_RUNS, verifyRun } = await import('./morning');
+    const runs = flags.runs === undefined ? DEFAULT_MORNING_RUNS : parseCount('--runs', flags.runs as string, 2);
+    console.log(`verifying ${tag}: the baseline and the best, ${runs} trainings each, interleaved`);
+    const verdict = await verifyRun(await connectedClient(), tag, runs);
+    console.log(`verdict: ${verdict.line}`);
+  },
+
+  async ablate(argv) {
+    const { flags, positionals } = parseFlags('ablate', argv, { runs: { type: 'string' } });
+    const tag = oneTag('ablate', positionals);
+    const { DEFAULT_MORNING_RUNS, ablateRun, ablationLines } = await import('./morning');
+    const runs = flags.runs === undefined ? DEFAULT_MORNING_RUNS : parseCount('--runs', flags.runs as string, 2);
+    console.log(`ablating ${tag}: the best without each kept change, ${runs} trainings each`);
+    const ablation = await ablateRun(await connectedClient(), tag, runs);
+    for (const line of ablationLines(ablation)) console.log(line);
   },
 };
 

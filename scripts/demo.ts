@@ -1,5 +1,6 @@
 // `npm start`: a whole study in one command — provision, a server if none answers, both workers,
-// a fresh tiny repo, five 20-second experiments printed as they finish, then the table.
+// a fresh tiny repo, a short night on two slots printed as it goes (the baseline twice for the noise,
+// near-ties confirmed), the morning verdict and the ablation, then the table and the report.
 import type { Worker } from '@temporalio/worker';
 import { join, resolve } from 'node:path';
 import { createControlWorker } from '../activities/worker';
@@ -12,12 +13,15 @@ import { connectClient, connectWorker, quietWorkerLogs, temporalTarget, webUiBas
 import { initRepo } from './init';
 import { provision } from './provision';
 import { serverAnswers, startDevServer, type DevServer } from './server';
+import { ablateRun, ablationLines } from './morning';
 import { startRun, uiLink } from './runs';
 
 const DEMO_DIR = resolve('.autoresearch'); // everything the demo makes, under the current directory
-const EXPERIMENTS = 5;
-const BUDGET_SECONDS = 20;
+const EXPERIMENTS = 6;
+const BUDGET_SECONDS = 10;
 const TIMEOUT_MS = 2 * 60_000;
+const SLOTS = 2; // two trainings side by side: the machine's two cores
+const MORNING_RUNS = 2; // verify and ablate: trainings per commit (3 by default; 2 keeps the demo short)
 
 export async function demo(log: (line: string) => void = console.log): Promise<void> {
   const started = Date.now();
@@ -42,26 +46,36 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
     const repo = await initRepo('tiny', join(DEMO_DIR, 'repos', tag), log);
     const connection = await connectWorker(target);
     workers.push(await createControlWorker(connection, target.namespace));
-    workers.push(await createGpuWorker(connection, target.namespace, { checkout: repo, slots: 1, pathPrefix: pythonBin }));
+    workers.push(await createGpuWorker(connection, target.namespace, { checkout: repo, slots: SLOTS, pathPrefix: pythonBin }));
     const client = await connectClient(target);
     const config: RunConfig = {
       tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python train.py', timeoutMs: TIMEOUT_MS,
-      budgetSeconds: BUDGET_SECONDS, parallel: 1, maxExperiments: EXPERIMENTS, seed: 0, minImprovement: 0,
+      budgetSeconds: BUDGET_SECONDS, parallel: SLOTS, maxExperiments: EXPERIMENTS, seed: 0, minImprovement: 0,
+      baselineRuns: SLOTS, verifyRuns: MORNING_RUNS,
     };
     await startRun(async () => client, config);
-    log(`started ${workflowIdFor(tag)}: ${EXPERIMENTS} experiments of ${BUDGET_SECONDS}s with the sweep proposer`);
+    log(`started ${workflowIdFor(tag)}: ${EXPERIMENTS} experiments of ${BUDGET_SECONDS}s with the sweep proposer, ${SLOTS} slots`);
     const link = uiBase ? uiLink(uiBase, target.namespace, tag) : 'set AUTORESEARCH_UI to your Web UI\'s address for a link';
     log(`watch it live: ${link}\n`);
     log(TSV_HEADER);
     const finished = client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>;
     const printing = printRowsAsTheyFinish(repo, tag, finished, log);
-    const view = await Promise.all(workers.map((w) => w.runUntil(Promise.all([finished, printing])))).then(() => finished);
+    // The morning, straight after the night: which kept changes mattered.
+    const ablated = Promise.all([finished, printing]).then(() => {
+      log(`\nablating: the best without each kept change, ${MORNING_RUNS} trainings each`);
+      return ablateRun(client, tag, MORNING_RUNS);
+    });
+    const view = await Promise.all(workers.map((w) => w.runUntil(ablated))).then(() => finished);
+    for (const line of ablationLines(await ablated)) log(`  ${line}`);
+    if (view.noise) log(`noise:        σ ${formatScore(view.noise.sigma)} val_bpb between runs of one commit (${view.noise.runs} trainings)`);
+    if (view.verdict) log(`verdict:      ${view.verdict}`);
     log(`\n${await resultsTable(repo, tag, log)}`);
     const report = await writeReport(repo, tag, log);
     log(`\nbest val_bpb: ${view.best ? formatScore(view.best.valBpb) : '-'} (${view.best?.commit.slice(0, 7)}), ${view.experimentsKept} of ${view.experimentsDone} kept`);
     log(`results:      ${join(resultsDir(repo, tag), RESULTS_TSV)}`);
     log(`branch:       git -C ${repo} log --oneline autoresearch/${tag}`);
     log(`chart:        ${report.svg} (and .png)`);
+    if (report.ablationSvg) log(`ablation:     ${report.ablationSvg} (and .png)`);
     log(`summary:      ${report.markdown}`);
     log(`web ui:       ${link}`);
     log(`demo took ${Math.round((Date.now() - started) / 1000)}s`);

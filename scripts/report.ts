@@ -1,33 +1,56 @@
 // `report`: the night at a glance. A progress chart like the original autoresearch's (val_bpb per
 // experiment, discarded points grey, kept points green and labelled, crashes marked on the x axis,
-// diverged trainings marked on the top edge with their value, the running best as a step line) as SVG
-// and PNG, and a summary in Markdown, written to the run's `results/<tag>/report/` in the research
-// repo. Charts are drawn by Vega-Lite, rendered without a browser (Vega's headless SVG renderer) and
+// diverged trainings marked on the top edge with their value, the running best as a step line; keeps
+// confirmed by a second run ringed, each run of a repeated experiment a small dot) as SVG and PNG, and
+// a summary in Markdown, written to the run's `results/<tag>/report/` in the research repo. Where the
+// morning's questions were answered (verdict.json, ablation.json beside the results), the summary leads
+// with the verdict and has the ablation's table, and ablation.svg/.png show what each kept change was
+// worth. Charts are drawn by Vega-Lite, rendered without a browser (Vega's headless SVG renderer) and
 // rasterized by resvg (a prebuilt binary from npm).
 import { Resvg } from '@resvg/resvg-js';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { TopLevelSpec } from 'vega-lite/build/index';
+import type { writeMorning } from '../activities/morning';
 import {
   badLineWarning, divergedThreshold, formatScore, readRecordsChecked, resultsDir, shortScore,
 } from '../activities/results';
-import { NO_COMMIT, RESULTS_JSONL, type ExperimentRecord, type ExperimentStatus } from '../workflows/types';
+import {
+  NO_COMMIT, RESULTS_JSONL, type Ablation, type ExperimentRecord, type ExperimentStatus, type Interval, type Verdict,
+} from '../workflows/types';
 import { UserError } from './errors';
 
 export const REPORT_DIR = 'report'; // inside the run's results directory
 export const CHART_SVG = 'progress.svg';
 export const CHART_PNG = 'progress.png';
+export const ABLATION_SVG = 'ablation.svg';
+export const ABLATION_PNG = 'ablation.png';
 export const SUMMARY_MD = 'summary.md';
+// Written by `verify` and `ablate` beside results.jsonl; typed by writeMorning's own names, so the two never drift.
+export const VERDICT_JSON: Parameters<typeof writeMorning>[1] = 'verdict.json';
+export const ABLATION_JSON: Parameters<typeof writeMorning>[1] = 'ablation.json';
 
 const LABEL_MAX = 40; // characters of a kept experiment's description shown on the chart
 const WIDTH = 900;
 const HEIGHT = 420;
+const ABLATION_WIDTH = 560; // the plot of the ablation chart; its change labels sit to its left
+const ABLATION_ROW_PX = 34; // height per kept change
+const ABLATION_MIN_HEIGHT = 120;
+const RUN_OFFSET_PX = 11; // a run's dot sits this far left of its experiment's point, so the point does not hide it
 const EDGE_PX = 6; // pixels between a mark on the chart's edge (crash, diverged) and the border
 const PNG_SCALE = 2; // the PNG at twice the SVG's size, for sharp text
 const FONT = 'DejaVu Sans, Liberation Sans, Helvetica, Arial, sans-serif';
 const OVERHEAD_IS = 'proposing, committing, waiting for a slot, start-up and evaluation';
-const COLORS: Record<string, string> = { keep: '#2ca02c', discard: '#9e9e9e', crash: '#d62728', best: '#2ca02c' };
+const COLORS: Record<string, string> = {
+  keep: '#2ca02c', discard: '#9e9e9e', crash: '#d62728', best: '#2ca02c', ring: '#1b5e20',
+  helped: '#2ca02c', hurt: '#d62728', unclear: '#9e9e9e', 'not measured': '#8d6e63',
+};
+const CONFIRMED = 'kept after confirmation'; // the ring's legend entry
+// Its legend goes under the status legend, not beside it. Vega-Lite hands this Vega setting on, but its
+// types leave it out.
+const RING_UNDER_STATUS = { 'top-right': { direction: 'vertical', anchor: 'end' } } as never;
+const EFFECTS = ['helped', 'hurt', 'unclear', 'not measured'] as const;
 
 export interface ChartPoint {
   n: number;
@@ -38,6 +61,16 @@ export interface ChartPoint {
   description: string;
   label: string; // kept: the description, truncated; diverged: the value, e.g. `2.2e33`
   aria: string; // the mark's accessible description: `<id> <status> val_bpb <value>`
+  runs: number; // trainings of it (its val_bpb is their mean); 1 for records written before repeats existed
+  confirmed: boolean; // kept after a confirmation run
+}
+
+/** One training of an experiment trained more than once (the baseline's repeats, a confirmation). */
+export interface RunPoint {
+  n: number;
+  status: ExperimentStatus; // the experiment's
+  valBpb: number;
+  aria: string; // `<id> run <k> of <runs>, seed <seed>: val_bpb <value>`
 }
 
 export interface ChartData {
@@ -48,6 +81,9 @@ export interface ChartData {
   discarded: ChartPoint[]; // scored and discarded
   diverged: ChartPoint[]; // a val_bpb above the threshold: marked on the top edge
   unscored: ChartPoint[]; // no val_bpb (crashes, cancelled): marked along the x axis
+  confirmed: ChartPoint[]; // kept after a confirmation run: ringed
+  runs: RunPoint[]; // each scored training of a repeated experiment, inside the chart's range: small dots
+  sigma: number | null; // the run's latest noise estimate
   best: { n: number; valBpb: number }[]; // the running best's step line, vertex by vertex
   threshold: number | null; // divergedThreshold of the records
   xDomain: [number, number];
@@ -82,13 +118,35 @@ function chartPoint(r: ExperimentRecord, threshold: number | null): ChartPoint {
     description: r.description,
     label: diverged ? shortScore(valBpb!) : truncate(r.description),
     aria: `${r.id} ${r.status} val_bpb ${value}`,
+    runs: Math.max(1, r.runs?.length ?? 1),
+    confirmed: r.confirmed === true && r.status === 'keep',
   };
 }
 
-/** The y range: the scored points inside the threshold, with a margin; diverged ones never stretch it. */
-function yDomainOf(scored: ChartPoint[]): [number, number] | null {
+/** The trainings of every experiment trained more than once, those above the threshold left out. */
+function runPoints(records: ExperimentRecord[], threshold: number | null): RunPoint[] {
+  return records.flatMap((r) => {
+    const runs = r.runs ?? [];
+    if (runs.length < 2) return [];
+    return runs.flatMap((run, k) => {
+      const v = run.valBpb;
+      if (typeof v !== 'number' || !Number.isFinite(v) || (threshold !== null && v > threshold)) return [];
+      const aria = `${r.id} run ${k + 1} of ${runs.length}, seed ${run.seed}: val_bpb ${formatScore(v)}`;
+      return [{ n: r.n, status: r.status, valBpb: v, aria }];
+    });
+  });
+}
+
+/** The latest noise estimate: σ of the last record that carries one. */
+export function latestSigma(records: ExperimentRecord[]): number | null {
+  const sigma = [...records].reverse().find((r) => typeof r.sigma === 'number' && Number.isFinite(r.sigma))?.sigma;
+  return sigma ?? null;
+}
+
+/** The y range: the scored points and runs inside the threshold, with a margin; diverged ones never stretch it. */
+function yDomainOf(scored: ChartPoint[], runs: RunPoint[]): [number, number] | null {
   if (scored.length === 0) return null;
-  const values = scored.map((p) => p.valBpb!);
+  const values = [...scored.map((p) => p.valBpb!), ...runs.map((r) => r.valBpb)];
   const [lo, hi] = [Math.min(...values), Math.max(...values)];
   const pad = Math.max((hi - lo) * 0.06, Math.abs(hi) * 0.005, 1e-6);
   return [lo - pad, hi + pad];
@@ -121,6 +179,7 @@ export function chartData(records: ExperimentRecord[]): ChartData {
   const kept = scored.filter((p) => p.status === 'keep');
   const firstN = points[0]?.n ?? 0;
   const lastN = points.at(-1)?.n ?? 0;
+  const runs = runPoints(sorted, threshold);
   return {
     tag: tagOf(records),
     points,
@@ -129,21 +188,30 @@ export function chartData(records: ExperimentRecord[]): ChartData {
     discarded: scored.filter((p) => p.status !== 'keep'),
     diverged: points.filter((p) => p.diverged),
     unscored: points.filter((p) => p.valBpb === null),
+    confirmed: kept.filter((p) => p.confirmed),
+    runs,
+    sigma: latestSigma(records),
     best: bestLine(points.filter((p) => p.status === 'keep' && p.valBpb !== null), lastN),
     threshold,
     xDomain: [firstN - 0.5, Math.max(lastN, firstN + 1) + 0.5],
-    yDomain: yDomainOf(scored),
+    yDomain: yDomainOf(scored, runs),
   };
 }
 
-function subtitle(data: ChartData): string {
+/** The figures on one line, what the marks mean on a second (one long line would widen the chart). */
+function subtitle(data: ChartData): string[] {
   const bestNow = data.best.at(-1)?.valBpb;
-  return [
+  const figures = [
     bestNow === undefined ? 'nothing scored yet' : `best val_bpb ${formatScore(bestNow)}`,
+    ...(data.sigma === null ? [] : [`noise σ ${formatScore(data.sigma)} between runs of one commit`]),
+  ];
+  const marks = [
     'line: best so far',
+    ...(data.runs.length ? ['small dots: each run of a repeated experiment'] : []),
     ...(data.unscored.length ? ['marks on the x axis: no val_bpb'] : []),
     ...(data.diverged.length ? [`triangles on the top edge: diverged (val_bpb above ${shortScore(data.threshold!)})`] : []),
-  ].join('  ·  ');
+  ];
+  return [figures.join('  ·  '), marks.join('  ·  ')];
 }
 
 /** The Vega-Lite spec of the progress chart. */
@@ -181,7 +249,7 @@ export function chartSpec(data: ChartData): TopLevelSpec {
     width: WIDTH,
     height: HEIGHT,
     background: 'white',
-    config: { font: FONT, view: { stroke: '#dddddd' } },
+    config: { font: FONT, view: { stroke: '#dddddd' }, legend: { layout: RING_UNDER_STATUS } },
     layer: [
       {
         name: 'best',
@@ -189,6 +257,12 @@ export function chartSpec(data: ChartData): TopLevelSpec {
         mark: { type: 'line', color: COLORS.best, strokeWidth: 2, opacity: 0.7, interpolate: 'linear', clip: true,
           aria: false },
         encoding: { x, y },
+      },
+      {
+        name: 'runs',
+        data: { values: data.runs.map((r) => ({ ...r })) },
+        mark: { type: 'point', shape: 'circle', filled: true, size: 14, opacity: 0.7, clip: true },
+        encoding: { x, y, color, description: { field: 'aria' }, xOffset: { value: -RUN_OFFSET_PX } },
       },
       {
         name: 'discarded',
@@ -220,12 +294,152 @@ export function chartSpec(data: ChartData): TopLevelSpec {
         mark: { type: 'point', shape: 'circle', filled: true, size: 110, stroke: 'black', strokeWidth: 0.8 },
         encoding: { x, y, color, description: { field: 'aria' } },
       },
+      // Only a night with confirmed keeps gets the ring and its legend entry.
+      ...(data.confirmed.length === 0 ? [] : [{
+        name: 'confirmed',
+        data: {
+          values: data.confirmed.map((p) => ({
+            n: p.n, valBpb: p.valBpb, ring: CONFIRMED, aria: `${p.id} ${CONFIRMED}, mean of ${p.runs} runs`,
+          })),
+        },
+        mark: { type: 'point' as const, shape: 'circle', filled: false, size: 340, strokeWidth: 1.8 },
+        encoding: {
+          x, y, description: { field: 'aria' },
+          stroke: {
+            field: 'ring', type: 'nominal' as const, scale: { domain: [CONFIRMED], range: [COLORS.ring] },
+            legend: { title: null, orient: 'top-right' as const, fillColor: 'white', padding: 6, labelLimit: 240 },
+          },
+        },
+      }]),
       {
         name: 'labels',
         data: { values: copies(data.kept) },
         mark: { type: 'text', align: 'left', baseline: 'bottom', dx: 6, dy: -6, angle: 340, fontSize: 10, color: '#1b5e20',
           aria: false },
         encoding: { x, y, text: { field: 'label' } },
+      },
+    ],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The morning: what `ablate` measured, as rows for the summary's table and its chart.
+
+export type Effect = (typeof EFFECTS)[number];
+
+/** One kept change as the ablation measured it. */
+export interface AblationRow {
+  change: string; // the kept experiment's id (its short commit when the commit names none)
+  description: string;
+  label: string; // `<change>: <description, truncated>`: the chart's axis label
+  contribution: Interval | null; // val_bpb without the change − with it: positive, it helped
+  bounded: boolean; // the interval has finite bounds (JSON writes an unbounded one's ±Infinity as null)
+  problem: string | null; // why it could not be taken out, or scored
+  effect: Effect;
+}
+
+const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+// −0 (a difference of equal means) would print as -0.000000: x === 0 holds for it, and 0 takes its place.
+const signed = (x: number) => `${x > 0 ? '+' : ''}${formatScore(x === 0 ? 0 : x)}`;
+
+function effectOf(contribution: Interval | null, bounded: boolean, problem: string | null): Effect {
+  if (problem !== null || contribution === null) return 'not measured';
+  if (bounded && contribution.low > 0) return 'helped';
+  if (bounded && contribution.high < 0) return 'hurt';
+  return 'unclear';
+}
+
+/** The ablation's changes in keep order (those the records do not name last), described as the records do. */
+export function ablationRows(ablation: Ablation, records: ExperimentRecord[]): AblationRow[] {
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const rows = ablation.changes.map((c): AblationRow => {
+    const description = byId.get(c.change)?.description ?? c.name.replace(/^without [^:]*: /, '');
+    const contribution = c.contribution && finite(c.contribution.mean) ? c.contribution : null;
+    const bounded = contribution !== null && finite(contribution.low) && finite(contribution.high);
+    const problem = c.problem ?? (contribution === null ? 'no score: its trainings crashed' : null);
+    const label = `${c.change}: ${truncate(description)}`;
+    const effect = effectOf(contribution, bounded, problem);
+    return { change: c.change, description, label, contribution, bounded, problem, effect };
+  });
+  const order = (row: AblationRow) => byId.get(row.change)?.n ?? Infinity;
+  return rows.sort((a, b) => order(a) - order(b));
+}
+
+/** The x range: every mean and bound, and zero, with a margin. */
+function contributionDomain(rows: AblationRow[]): [number, number] {
+  const values = rows.flatMap((r) => {
+    if (r.contribution === null) return [];
+    return r.bounded ? [r.contribution.low, r.contribution.high] : [r.contribution.mean];
+  });
+  const [lo, hi] = [Math.min(0, ...values), Math.max(0, ...values)];
+  const pad = Math.max((hi - lo) * 0.08, 1e-4);
+  return [lo - pad, hi + pad];
+}
+
+/** The Vega-Lite spec of ablation.svg: per kept change a dot (the mean) on a bar (its 95% interval). */
+export function ablationSpec(rows: AblationRow[], ablation: Ablation): TopLevelSpec {
+  const domain = contributionDomain(rows);
+  const x = {
+    type: 'quantitative' as const,
+    scale: { domain, nice: true, zero: false },
+    axis: { title: 'val_bpb without the change − with it (positive: the change helped)', format: '.4f' },
+  };
+  const y = {
+    field: 'label', type: 'nominal' as const, sort: rows.map((r) => r.label), axis: { title: null, labelLimit: 360 },
+  };
+  const present = EFFECTS.filter((e) => rows.some((r) => r.effect === e));
+  const color = {
+    field: 'effect', type: 'nominal' as const, scale: { domain: present, range: present.map((e) => COLORS[e]) },
+    legend: { title: null, orient: 'top' as const, direction: 'horizontal' as const },
+  };
+  const values = (keep: (r: AblationRow) => boolean) => rows.filter(keep).map((r) => ({
+    label: r.label, effect: r.effect, mean: r.contribution?.mean, low: r.contribution?.low, high: r.contribution?.high,
+    text: `not measured: ${r.problem}`,
+    aria: r.contribution === null
+      ? `${r.change} not measured: ${r.problem}`
+      : `${r.change} contribution ${signed(r.contribution.mean)}`
+        + `${r.bounded ? ` [${signed(r.contribution.low)}, ${signed(r.contribution.high)}]` : ''}: ${r.effect}`,
+  }));
+  const best = ablation.best;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: `autoresearch ${ablation.tag}: what each kept change is worth`,
+      subtitle: [
+        `the best (${best.commit.slice(0, 7)}, val_bpb ${formatScore(best.mean)}, n=${best.n}) `
+          + 'trained again without each change',
+        'dot: the mean difference  ·  bar: its 95% interval',
+      ],
+      anchor: 'start',
+    },
+    width: ABLATION_WIDTH,
+    height: Math.max(ABLATION_MIN_HEIGHT, rows.length * ABLATION_ROW_PX),
+    background: 'white',
+    config: { font: FONT, view: { stroke: '#dddddd' } },
+    layer: [
+      {
+        name: 'zero',
+        data: { values: [{ zero: 0 }] },
+        mark: { type: 'rule', color: '#555555', strokeDash: [4, 3], aria: false },
+        encoding: { x: { ...x, field: 'zero' } },
+      },
+      {
+        name: 'intervals',
+        data: { values: values((r) => r.bounded) },
+        mark: { type: 'rule', strokeWidth: 2.5, aria: false },
+        encoding: { x: { ...x, field: 'low' }, x2: { field: 'high' }, y, color },
+      },
+      {
+        name: 'contributions',
+        data: { values: values((r) => r.contribution !== null) },
+        mark: { type: 'point', shape: 'circle', filled: true, size: 90, stroke: 'black', strokeWidth: 0.8 },
+        encoding: { x: { ...x, field: 'mean' }, y, color, description: { field: 'aria' } },
+      },
+      {
+        name: 'problems',
+        data: { values: values((r) => r.contribution === null) },
+        mark: { type: 'text', align: 'left', baseline: 'middle', dx: 4, fontSize: 11 },
+        encoding: { x: { value: 0 }, y, color, text: { field: 'text' }, description: { field: 'aria' } },
       },
     ],
   };
@@ -245,15 +459,20 @@ async function loadVega() {
   return { vega, vegaLite };
 }
 
-export async function chartSvg(data: ChartData): Promise<string> {
+/** Any of the report's Vega-Lite charts as SVG. */
+export async function renderSvg(chart: TopLevelSpec): Promise<string> {
   const { vega, vegaLite } = await loadVega();
-  const { spec } = vegaLite.compile(chartSpec(data));
+  const { spec } = vegaLite.compile(chart);
   const view = new vega.View(vega.parse(spec), { renderer: 'none' });
   try {
     return await view.toSVG();
   } finally {
     view.finalize();
   }
+}
+
+export async function chartSvg(data: ChartData): Promise<string> {
+  return renderSvg(chartSpec(data));
 }
 
 export function svgToPng(svg: string): Buffer {
@@ -342,7 +561,7 @@ function keptTable(records: ExperimentRecord[]): string[] {
       const d = delta === null || previous === null
         ? 'baseline'
         : `${sign}${formatScore(delta)} (${sign}${pct(delta, previous)})`;
-      const value = formatScore(scoredValue(record)!);
+      const value = formatScore(scoredValue(record)!) + runsNote(record);
       return `| ${i + 1} | ${record.id} | ${shortCommit(record)} | ${value} | ${d} | ${cell(record.description)} |`;
     }),
   ];
@@ -373,27 +592,134 @@ function divergedLines(records: ExperimentRecord[]): { key: string; section: str
   };
 }
 
-/** summary.md: fixed `- key: value` lines first, so scripts can grep them, then the kept changes. */
-export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = []): string {
+/** `- noise:` from the records' σ; nothing for records written before runs were recorded. */
+function noiseLines(records: ExperimentRecord[]): string[] {
+  const sigma = latestSigma(records);
+  if (sigma === null) {
+    return records.some((r) => r.runs) ? ['- noise: not measured (no commit was trained twice: --baseline-runs 1)'] : [];
+  }
+  // σ pools the scored experiments trained more than once: the trainings it was computed from.
+  const trainings = records
+    .filter((r) => r.status !== 'crash')
+    .map((r) => (r.runs ?? []).filter((run) => finite(run.valBpb)).length)
+    .filter((k) => k >= 2)
+    .reduce((sum, k) => sum + k, 0);
+  return [`- noise: σ = ${formatScore(sigma)} val_bpb between runs of one commit (from ${trainings} trainings)`];
+}
+
+/** `- confirmation runs:` the candidates trained again before they were decided, and what became of them. */
+function confirmationLines(records: ExperimentRecord[]): string[] {
+  if (!records.some((r) => r.runs)) return [];
+  const repeated = records.filter((r) => r.n > 0 && (r.runs?.length ?? 0) > 1);
+  const ids = (rs: ExperimentRecord[]) => (rs.length ? ` (${rs.map((r) => r.id).join(', ')})` : '');
+  const kept = repeated.filter((r) => r.confirmed && r.status === 'keep');
+  const not = repeated.filter((r) => !kept.includes(r));
+  const outcomes = `${kept.length} ${CONFIRMED}${ids(kept)}, ${not.length} not confirmed${ids(not)}`;
+  return [`- confirmation runs: ${repeated.length} candidates trained again: ${outcomes}`];
+}
+
+/** What a kept row's val_bpb is: one run's score, or the mean of several. */
+function runsNote(r: ExperimentRecord): string {
+  const runs = r.runs?.length ?? 1;
+  if (r.confirmed) return ` (confirmed, ${runs} runs)`;
+  return runs > 1 ? ` (mean of ${runs} runs)` : '';
+}
+
+/** A morning answer about a commit that is no longer the night's best (the run went on after it). */
+function staleNote(commit: string, records: ExperimentRecord[]): string {
+  const tip = [...records].reverse().find((r) => r.status === 'keep' && r.commit)?.commit;
+  if (!tip || tip.startsWith(commit) || commit.startsWith(tip)) return '';
+  const now = tip.slice(0, 7);
+  return ` Its best, ${commit.slice(0, 7)}, is no longer the night's best (${now}): ask again for a current answer.`;
+}
+
+/** The summary's lead: `verdict: <line>`, then whether its interval excludes zero. */
+function verdictLines(v: Verdict | null, records: ExperimentRecord[]): string[] {
+  if (v === null) return [];
+  const { low, high } = v.gain;
+  const runs = `${v.baseline.n} runs of the baseline and ${v.best.n} of the best, on fresh seeds`;
+  const sentence = !finite(low) || !finite(high)
+    ? `No interval: it needs at least two scored runs of each (${runs}).`
+    : high < 0
+      ? `The 95% interval of the gain excludes zero: the best really beats the baseline (${runs}).`
+      : low > 0
+        ? `The 95% interval of the gain excludes zero on the wrong side: the best is worse than the baseline (${runs}).`
+        : `The 95% interval of the gain includes zero: the night's gain cannot be told from noise (${runs}).`;
+  const crashes = v.crashes > 0 ? ` ${v.crashes} of the verifying trainings crashed and are left out.` : '';
+  return [`verdict: ${v.line}`, '', sentence + crashes + staleNote(v.best.commit, records), ''];
+}
+
+/** The ablation: a `- ablation:` line, and its table under the kept changes. */
+function ablationLines(ablation: Ablation | null, records: ExperimentRecord[]): { key: string[]; section: string[] } {
+  if (ablation === null) return { key: [], section: [] };
+  const rows = ablationRows(ablation, records);
+  const counts = EFFECTS.map((e) => `${rows.filter((r) => r.effect === e).length} ${e}`).join(', ');
+  const best = ablation.best;
+  const bestHalf = finite(best.low) && finite(best.high) ? ` ± ${formatScore((best.high - best.low) / 2)}` : '';
+  return {
+    key: [`- ablation: ${rows.length} kept changes (${counts}); chart: ${ABLATION_SVG} (also ${ABLATION_PNG})`],
+    section: [
+      '## Ablation',
+      '',
+      `The best (${best.commit.slice(0, 7)}, val_bpb ${formatScore(best.mean)}${bestHalf}, n=${best.n}) trained again`,
+      'without each kept change, on fresh seeds. A change\'s contribution is val_bpb without it minus with it,',
+      'with its 95% interval: "helped" or "hurt" where the interval excludes zero, "unclear" where it does not.'
+        + staleNote(best.commit, records),
+      '',
+      '| experiment | contribution | 95% interval | runs | effect | description |',
+      '|---|---|---|---|---|---|',
+      ...rows.map((r) => {
+        const c = r.contribution;
+        const half = c && r.bounded ? ` ± ${formatScore((c.high - c.low) / 2)}` : '';
+        const value = c === null ? '-' : `${signed(c.mean)}${half}`;
+        const bounds = c && r.bounded ? `[${signed(c.low)}, ${signed(c.high)}]` : '- (needs two runs of each)';
+        const interval = c === null ? '-' : bounds;
+        const effect = r.problem ?? r.effect;
+        return `| ${r.change} | ${value} | ${interval} | ${c?.n ?? '-'} | ${cell(effect)} | ${cell(r.description)} |`;
+      }),
+      '',
+      `![what each kept change is worth](${ABLATION_SVG})`,
+      '',
+    ],
+  };
+}
+
+/** verify's and ablate's answers, where they were asked. */
+export interface MorningAnswers {
+  verdict?: Verdict | null;
+  ablation?: Ablation | null;
+}
+
+/**
+ * summary.md: the verdict where there is one, fixed `- key: value` lines, so scripts can grep them, then
+ * the kept changes, the ablation and the diverged trainings.
+ */
+export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [], morning: MorningAnswers = {}): string {
   const tag = tagOf(records);
   const count = (s: ExperimentStatus) => records.filter((r) => r.status === s).length;
   const diverged = divergedLines(records);
+  const ablation = ablationLines(morning.ablation ?? null, records);
   const lines = [
     `# autoresearch report: ${tag}`,
     '',
+    ...verdictLines(morning.verdict ?? null, records),
     `- tag: ${tag}`,
     `- experiments: ${records.length} (keep: ${count('keep')}, discard: ${count('discard')}, crash: ${count('crash')})`,
     ...scoreLines(records),
+    ...noiseLines(records),
+    ...confirmationLines(records),
     diverged.key,
     ...timeLines(records),
     `- tokens: ${records.reduce((sum, r) => sum + (r.tokens || 0), 0)}`,
     `- chart: ${CHART_SVG} (also ${CHART_PNG})`,
+    ...ablation.key,
     ...notes.map((n) => `- note: ${n}`),
     '',
     '## Kept changes',
     '',
     ...keptTable(records),
     '',
+    ...ablation.section,
     ...diverged.section,
     '## Progress',
     '',
@@ -403,29 +729,90 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
   return lines.join('\n');
 }
 
+/** Where `report` wrote its files; the ablation chart only where `ablate` has answered. */
+export interface ReportPaths {
+  svg: string;
+  png: string;
+  markdown: string;
+  ablationSvg?: string;
+  ablationPng?: string;
+}
+
 /**
- * Writes progress.svg, progress.png and summary.md into results/<tag>/report/ of the research repo;
- * each results.jsonl line that is not a record is one warning.
+ * verdict.json or ablation.json beside the results: null where that question was not asked; one warning,
+ * and null, where the file is not such an answer (a hand edit, a torn write), so the rest is still reported.
+ */
+async function readAnswer<T>(
+  path: string,
+  looksRight: (v: Record<string, unknown>) => boolean,
+  warn: (line: string) => void,
+): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value === 'object' && value !== null && looksRight(value as Record<string, unknown>)) return value as T;
+  } catch {
+    // reported below, like a value of the wrong shape
+  }
+  warn(`warning: ${path} skipped: not what \`verify\` or \`ablate\` writes`);
+  return null;
+}
+
+async function readMorning(dir: string, warn: (line: string) => void): Promise<Required<MorningAnswers>> {
+  const verdict = await readAnswer<Verdict>(join(dir, VERDICT_JSON), (v) => typeof v.line === 'string'
+    && typeof v.gain === 'object' && typeof v.best === 'object' && typeof v.baseline === 'object', warn);
+  const ablation = await readAnswer<Ablation>(join(dir, ABLATION_JSON), (v) => Array.isArray(v.changes)
+    && typeof v.best === 'object' && v.best !== null, warn);
+  return { verdict, ablation };
+}
+
+async function writeChart(spec: TopLevelSpec, svgPath: string, pngPath: string): Promise<void> {
+  const svg = await renderSvg(spec);
+  await writeFile(svgPath, svg);
+  await writeFile(pngPath, svgToPng(svg));
+}
+
+/**
+ * Writes progress.svg, progress.png and summary.md into results/<tag>/report/ of the research repo,
+ * and ablation.svg/.png where `ablate` has answered; each results.jsonl line that is not a record is one warning.
  */
 export async function writeReport(
   repo: string,
   tag: string,
   warn: (line: string) => void = console.error,
-): Promise<{ svg: string; png: string; markdown: string }> {
+): Promise<ReportPaths> {
   const root = resolve(repo);
   const { records, bad } = await readRecordsChecked(root, tag);
   for (const line of bad) warn(badLineWarning(root, tag, line));
   if (records.length === 0) {
     throw new UserError(`no experiments in ${join(resultsDir(root, tag), RESULTS_JSONL)} yet: nothing to report`);
   }
+  const morning = await readMorning(resultsDir(root, tag), warn);
   const dir = join(resultsDir(root, tag), REPORT_DIR);
   await mkdir(dir, { recursive: true });
-  const paths = { svg: join(dir, CHART_SVG), png: join(dir, CHART_PNG), markdown: join(dir, SUMMARY_MD) };
-  const svg = await chartSvg(chartData(records));
-  await writeFile(paths.svg, svg);
-  await writeFile(paths.png, svgToPng(svg));
-  const noFonts = `no fonts were found on this machine, so ${CHART_PNG} has no text; ${CHART_SVG} has it all`;
+  const paths: ReportPaths = { svg: join(dir, CHART_SVG), png: join(dir, CHART_PNG), markdown: join(dir, SUMMARY_MD) };
+  await writeChart(chartSpec(chartData(records)), paths.svg, paths.png);
+  if (morning.ablation) {
+    paths.ablationSvg = join(dir, ABLATION_SVG);
+    paths.ablationPng = join(dir, ABLATION_PNG);
+    const rows = ablationRows(morning.ablation, records);
+    await writeChart(ablationSpec(rows, morning.ablation), paths.ablationSvg, paths.ablationPng);
+  }
+  const noFonts = 'no fonts were found on this machine, so the PNGs have no text; the SVGs have it all';
   const notes = pngHasText() ? [] : [noFonts];
-  await writeFile(paths.markdown, summaryMarkdown(records, notes));
+  await writeFile(paths.markdown, summaryMarkdown(records, notes, morning));
   return paths;
+}
+
+/** What `report TAG` prints: every file it wrote. */
+export function reportLines(paths: ReportPaths): string {
+  const charts = [paths.svg, paths.png, paths.ablationSvg, paths.ablationPng].filter((p): p is string => p !== undefined);
+  const [first, ...more] = charts;
+  return [`chart:   ${first}`, ...more.map((p) => `         ${p}`), `summary: ${paths.markdown}`].join('\n');
 }

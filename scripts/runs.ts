@@ -17,6 +17,9 @@ import {
 import { formatDuration, parseCount, parseDuration, parseNumber, parseTag, parseUntil, required, type Flags } from './args';
 import { UserError } from './errors';
 
+const DEFAULT_BASELINE_RUNS = 3; // the baseline's repeats: σ from the first hour, side by side on several slots
+const DEFAULT_VERIFY_RUNS = 3; // the morning verdict: the baseline and the best, three runs each
+
 export const START_OPTIONS = {
   repo: { type: 'string' },
   tag: { type: 'string' },
@@ -38,6 +41,9 @@ export const START_OPTIONS = {
   'llm-max-tokens': { type: 'string' },
   'max-proposer-failures': { type: 'string' },
   'history-size': { type: 'string' },
+  'baseline-runs': { type: 'string' },
+  'confirm-z': { type: 'string' },
+  'verify-runs': { type: 'string' },
 } as const;
 
 const MAX_TEMPERATURE = 2; // the chat-completions API's upper bound
@@ -103,7 +109,8 @@ function deadline(text: string | undefined, timeoutMs: number, now = Date.now())
   const untilMs = parseUntil(text, now);
   if (untilMs - now < timeoutMs) {
     const away = formatDuration(untilMs - now);
-    throw new UserError(`--until ${text} is ${away} away, less than one --timeout (${formatDuration(timeoutMs)}): no experiment could finish before it`);
+    const limit = formatDuration(timeoutMs);
+    throw new UserError(`--until ${text} is ${away} away, less than one --timeout (${limit}): no experiment could finish before it`);
   }
   return untilMs;
 }
@@ -147,6 +154,9 @@ export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ 
     maxTokensPerCall: count('llm-max-tokens'),
     maxProposerFailures: count('max-proposer-failures'),
     experimentsPerHistory: count('history-size'),
+    baselineRuns: count('baseline-runs') ?? DEFAULT_BASELINE_RUNS,
+    confirmZ: str('confirm-z') === undefined ? undefined : parseNumber('--confirm-z', str('confirm-z')!),
+    verifyRuns: count('verify-runs', 0) ?? DEFAULT_VERIFY_RUNS,
   };
   return { config, why };
 }
@@ -156,7 +166,13 @@ export function uiLink(uiBase: string, namespace: string, tag: string): string {
 }
 
 /** What `start` prints: the run, its proposer, its time per experiment, how it ends, where to watch it. */
-export function startSummary(workflowId: string, config: RunConfig, why: string, uiBase: string | null, namespace: string): string {
+export function startSummary(
+  workflowId: string,
+  config: RunConfig,
+  why: string,
+  uiBase: string | null,
+  namespace: string,
+): string {
   const ends =
     config.maxExperiments !== undefined && config.untilMs !== undefined
       ? `after ${config.maxExperiments} experiments or at ${clockTime(config.untilMs)}, whichever comes first`
@@ -166,12 +182,14 @@ export function startSummary(workflowId: string, config: RunConfig, why: string,
           ? `at ${clockTime(config.untilMs)} (nothing starts that could not finish by then)`
           : `never by itself: \`npx autoresearch stop ${config.tag}\` ends it (or start with --max-experiments N or --until 07:30)`;
   const lanes = config.parallel === 1 ? '1 experiment' : `${config.parallel} experiments`;
+  const limit = formatDuration(config.timeoutMs);
+  const ui = uiBase ? uiLink(uiBase, namespace, config.tag) : "set AUTORESEARCH_UI to your Web UI's address (e.g. http://host:8233) for a link";
   return [
     `started:  ${workflowId}`,
     `proposer: ${config.proposer} (${why})`,
-    `training: ${config.budgetSeconds}s of training per experiment, stopped at ${formatDuration(config.timeoutMs)} (--timeout); ${lanes} at a time`,
+    `training: ${config.budgetSeconds}s of training per experiment, stopped at ${limit} (--timeout); ${lanes} at a time`,
     `ends:     ${ends}`,
-    uiBase ? `web ui:   ${uiLink(uiBase, namespace, config.tag)}` : 'web ui:   set AUTORESEARCH_UI to your Web UI\'s address (e.g. http://host:8233) for a link',
+    `web ui:   ${ui}`,
   ].join('\n');
 }
 
@@ -198,7 +216,10 @@ async function missingSearchAttributes(client: Client, err: unknown): Promise<Us
   const commands = Object.entries(CLI_TYPE)
     .map(([type, cliType]) => [cliType, missing.filter((key) => key.type === type).map((key) => key.name)] as const)
     .filter(([, names]) => names.length > 0)
-    .map(([cliType, names]) => `temporal operator search-attribute create --namespace ${namespace} --type ${cliType} ${names.map((n) => `--name ${n}`).join(' ')}`);
+    .map(([cliType, names]) => {
+      const flags = names.map((n) => `--name ${n}`).join(' ');
+      return `temporal operator search-attribute create --namespace ${namespace} --type ${cliType} ${flags}`;
+    });
   return new UserError(
     `namespace ${namespace} lacks the search attributes ${missing.map((k) => k.name).join(', ')}: ` +
       `start \`npx autoresearch worker\` once (it registers them), or run \`${commands.join(' && ')}\``,

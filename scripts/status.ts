@@ -86,7 +86,8 @@ export function staleLane(lane: InFlight, beat: Beat, now: number): StatusView['
   const iso = (ms: number) => new Date(ms).toISOString();
   if (!beat.started && beat.attempt > 1) {
     const since = beat.at ?? beat.scheduledAt ?? now;
-    return { since: iso(since), why: `${lane.id} is waiting for a ${worker} (attempt ${beat.attempt}; the progress shown is the last attempt's)` };
+    const why = `${lane.id} is waiting for a ${worker} (attempt ${beat.attempt}; the progress shown is the last attempt's)`;
+    return { since: iso(since), why };
   }
   if (!beat.started && beat.scheduledAt !== undefined && now - beat.scheduledAt > limit) {
     return { since: iso(beat.scheduledAt), why: `${lane.id} is waiting for a ${worker}: is one running?` };
@@ -126,8 +127,9 @@ async function lastEventTime(client: Client, workflowId: string): Promise<string
  */
 async function lanesFromServer(client: Client, tag: string, description: Description): Promise<InFlight[]> {
   const own = beatsOf(description);
+  const proposalIds = new RegExp(`^${proposalActivityId(tag, 0).replace(/0$/, '').replace(/[.]/g, '\\.')}\\d+$`);
   const proposals = [...own.entries()]
-    .filter(([id]) => id.startsWith(proposalActivityId(tag, 0).replace(/0$/, '')))
+    .filter(([id]) => proposalIds.test(id))
     .map(([id, beat]): InFlight => ({ id, phase: 'proposing', description: '', heartbeat: beat.heartbeat }));
   const trainings: InFlight[] = [];
   const query = `${RESEARCH_TAG.name} = "${tag}" AND ExecutionStatus = "Running"`;
@@ -190,7 +192,11 @@ export async function fetchStatus(client: Client, tag: string, now = Date.now())
   try {
     view = await client.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(statusQuery));
   } catch (err) {
-    const [since, inFlight] = await Promise.all([lastEventTime(client, workflowId), lanesFromServer(client, tag, description)]);
+    // Best effort: a server without visibility queries still gets the counts and the stale mark.
+    const [since, inFlight] = await Promise.all([
+      lastEventTime(client, workflowId).catch(() => new Date(now).toISOString()),
+      lanesFromServer(client, tag, description).catch(() => []),
+    ]);
     return { ...fallback, inFlight, stale: { since, why: `${unanswered(err)}: counts are from the last finished experiment` } };
   }
   return withHeartbeats(client, view, description, now);

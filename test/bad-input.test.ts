@@ -7,7 +7,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRun } from '../scripts/runs';
 import { fetchStatus } from '../scripts/status';
-import { workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
+import { resultsDir } from '../activities/results';
+import { RESULTS_JSONL, RESULTS_TSV, workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
 import { cli, closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
 
 let env: TestWorkflowEnvironment;
@@ -24,7 +25,10 @@ async function study(files: Record<string, string>, extra: Partial<RunConfig>) {
   await startRun(async () => env.client, config);
   const finished = env.client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>;
   const ran = runWorkers(env.nativeConnection, { checkout: repo, slots: 1 }, finished);
-  const records = async (): Promise<ExperimentRecord[]> => (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records = async (): Promise<ExperimentRecord[]> => {
+    const text = await readFile(join(resultsDir(repo, tag), RESULTS_JSONL), 'utf8');
+    return text.trim().split('\n').map((l) => JSON.parse(l));
+  };
   return { repo, finished, ran, records, status: () => fetchStatus(env.client, tag) };
 }
 
@@ -105,7 +109,7 @@ print(f"val_bpb:          {1 + LR:.6f}")
   assert.equal((await cli(['pause', 'edited'], { TEMPORAL_ADDRESS: env.address })).code, 0);
   const paused = await waitFor('the pause to settle', async () => {
     const view = await run.status();
-    return view.state === 'paused' && view.inFlight.length === 0 && view;
+    return view.state === 'paused' && !view.inFlight.some((l) => l.phase === 'training' || l.phase === 'deciding') && view;
   });
   // The human edits: the instructions (read at the next proposal), an uncommitted train.py (never
   // touched by the run, which builds on its best commit), and a committed change to the harness.
@@ -126,7 +130,7 @@ print(f"val_bpb:          {1 + LR:.6f}")
   }
   assert.equal(gitIn(run.repo, 'rev-parse', 'autoresearch/edited'), branchBefore, 'the branch did not move');
   assert.equal(await readFile(join(run.repo, 'train.py'), 'utf8'), 'LR = 123  # my local experiment\n', 'the human\'s edit is untouched');
-  assert.equal(gitIn(run.repo, 'for-each-ref', '--format=%(refname)', 'refs/autoresearch/edited/').split('\n').length, 6);
+  assert.equal(gitIn(run.repo, 'for-each-ref', '--format=%(refname)', 'refs/autoresearch/edited/edited-*').split('\n').length, 6);
 });
 
 test('a branch moved by hand while paused stops the run with the reason, every row and ref kept', async () => {
@@ -140,7 +144,7 @@ print(f"val_bpb:          {1 - ${experimentNumber} / 10:.6f}")
   assert.equal((await cli(['pause', 'moved'], { TEMPORAL_ADDRESS: env.address })).code, 0);
   await waitFor('the pause to settle', async () => {
     const view = await run.status();
-    return view.state === 'paused' && view.inFlight.length === 0;
+    return view.state === 'paused' && !view.inFlight.some((l) => l.phase === 'training' || l.phase === 'deciding');
   });
   gitIn(run.repo, 'branch', '--force', 'autoresearch/moved', 'main');
   assert.equal((await cli(['resume', 'moved'], { TEMPORAL_ADDRESS: env.address })).code, 0);
@@ -150,9 +154,9 @@ print(f"val_bpb:          {1 - ${experimentNumber} / 10:.6f}")
   });
   await run.ran;
   const records = await run.records();
-  const rows = (await readFile(join(run.repo, 'results.tsv'), 'utf8')).trim().split('\n').slice(1);
+  const rows = (await readFile(join(resultsDir(run.repo, 'moved'), RESULTS_TSV), 'utf8')).trim().split('\n').slice(1);
   assert.equal(rows.length, records.length, 'the row of the experiment that found the branch moved is kept');
-  assert.equal(gitIn(run.repo, 'for-each-ref', '--format=%(refname)', 'refs/autoresearch/moved/').split('\n').length, records.length);
+  assert.equal(gitIn(run.repo, 'for-each-ref', '--format=%(refname)', 'refs/autoresearch/moved/moved-*').split('\n').length, records.length);
   assert.equal(gitIn(run.repo, 'rev-parse', 'autoresearch/moved'), gitIn(run.repo, 'rev-parse', 'main'), 'the human\'s move is left alone');
   assert.equal((await run.status()).state, 'failed');
 });

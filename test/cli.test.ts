@@ -108,7 +108,8 @@ describe('mistakes caught before reaching the server', () => {
   test('--until sooner than one --timeout from now is refused: no experiment could finish', async () => {
     const repo = await makeRepo({ 'train.py': TRAIN });
     const soon = new Date(Date.now() + 2 * 60_000).toISOString();
-    await expectOneLine(['start', '--repo', repo, '--tag', 't', '--until', soon, '--timeout', '5m'], /--until .* is (2m|1[01]\d+s) away, less than one --timeout \(5m\): no experiment could finish before it/);
+    const refused = /--until .* is (2m|1[01]\d+s) away, less than one --timeout \(5m\): no experiment could finish before it/;
+    await expectOneLine(['start', '--repo', repo, '--tag', 't', '--until', soon, '--timeout', '5m'], refused);
     const later = new Date(Date.now() + 10 * 60_000).toISOString();
     await expectOneLine(['start', '--repo', repo, '--tag', 't', '--until', later, '--timeout', '5m'], /cannot reach the Temporal server/);
   });
@@ -124,14 +125,16 @@ describe('mistakes caught before reaching the server', () => {
     await expectOneLine([...start, '--llm-max-tokens', '0'], /--llm-max-tokens: "0" is not a whole number ≥ 1/, llm);
     await expectOneLine([...start, '--proposer', 'sweep', '--temperature', '0.7'], /--temperature applies to the llm proposer only \(this run uses sweep\)/);
     // Valid values get past validation, as far as the (unreachable) server.
-    await expectOneLine([...start, '--ahead', '0', '--max-proposer-failures', '3', '--history-size', '10', '--temperature', '0', '--llm-max-tokens', '800'], /cannot reach the Temporal server/, llm);
+    const valid = ['--ahead', '0', '--max-proposer-failures', '3', '--history-size', '10', '--temperature', '0', '--llm-max-tokens', '800'];
+    await expectOneLine([...start, ...valid], /cannot reach the Temporal server/, llm);
   });
 
   test('a Temporal profile that does not exist, or a malformed temporal.toml, is one line naming the file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'temporal-config-'));
     const file = join(dir, 'temporal.toml');
     await writeFile(file, '[profile.default]\naddress = "127.0.0.1:1"\n');
-    await expectOneLine(['status', 'x'], /cannot read the Temporal connection settings \(TEMPORAL_PROFILE=nope\) from .*temporal.toml: Profile 'nope' not found/, { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'nope' });
+    const noProfile = /cannot read the Temporal connection settings \(TEMPORAL_PROFILE=nope\) from .*temporal.toml: Profile 'nope' not found/;
+    await expectOneLine(['status', 'x'], noProfile, { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'nope' });
     await writeFile(file, '[profile.default\naddress = "x"\n');
     await expectOneLine(['status', 'x'], new RegExp(`cannot read the Temporal connection settings from ${file}: illegal character in key`), { TEMPORAL_CONFIG_FILE: file });
   });
@@ -144,7 +147,10 @@ describe('the Web UI link', () => {
     assert.equal(webUiBase('0.0.0.0:7233', {}), 'http://localhost:8233');
     assert.equal(webUiBase('temporal.example.com:7233', {}), null, 'a remote server\'s UI may be anywhere');
     assert.equal(webUiBase('ns.a1b2c.tmprl.cloud:7233', { AUTORESEARCH_UI: 'https://cloud.temporal.io/' }), 'https://cloud.temporal.io');
-    const config = { tag: 'x', repo: '/r', proposer: 'sweep' as const, editable: ['train.py'], command: 'python train.py', timeoutMs: 300_000, budgetSeconds: 240, parallel: 1, seed: 0, minImprovement: 0 };
+    const config = {
+      tag: 'x', repo: '/r', proposer: 'sweep' as const, editable: ['train.py'], command: 'python train.py',
+      timeoutMs: 300_000, budgetSeconds: 240, parallel: 1, seed: 0, minImprovement: 0,
+    };
     assert.match(startSummary('autoresearch-x', config, 'why', null, 'default'), /^web ui: +set AUTORESEARCH_UI to your Web UI's address \(e.g. http:\/\/host:8233\) for a link$/m);
   });
 });
@@ -208,9 +214,12 @@ describe('mistakes the server reveals', () => {
     const repo = await makeRepo({ 'train.py': TRAIN });
     const bare = { ...server, TEMPORAL_NAMESPACE: 'bare' };
     const start = ['start', '--repo', repo, '--tag', 'bare-run', '--proposer', 'sweep'];
-    const line = await oneLine(start, /namespace bare lacks the search attributes ResearchTag, BestValBpb, ExperimentsDone, ExperimentsKept, ExperimentStatus, ValBpb: start `npx autoresearch worker` once \(it registers them\), or run `temporal operator .*`$/, bare);
+    const missing = 'ResearchTag, BestValBpb, ExperimentsDone, ExperimentsKept, ExperimentStatus, ValBpb';
+    const remedies = 'start `npx autoresearch worker` once \\(it registers them\\), or run `temporal operator .*`$';
+    const line = await oneLine(start, new RegExp(`namespace bare lacks the search attributes ${missing}: ${remedies}`), bare);
     const commands = /or run `(.*)`$/.exec(line)![1].split(' && ');
-    assert.deepEqual(commands.map((c) => c.replace(/ --name .*/, '')), ['Keyword', 'Double', 'Int'].map((t) => `temporal operator search-attribute create --namespace bare --type ${t}`));
+    const create = (type: string) => `temporal operator search-attribute create --namespace bare --type ${type}`;
+    assert.deepEqual(commands.map((c) => c.replace(/ --name .*/, '')), ['Keyword', 'Double', 'Int'].map(create));
     for (const command of commands) {
       const [, ...args] = command.split(' ');
       execFileSync(await temporalCli(), [...args, '--address', env.address]);

@@ -12,6 +12,7 @@ import { SCRATCH_ROOT } from '../gpu-worker/scratch';
 import { parseGpuIndexes, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { pythonEnv, targetPackages } from '../scripts/provision';
 import { runConfigFrom, startRun } from '../scripts/runs';
+import { readRecords, resultsDir } from '../activities/results';
 import { fetchStatus } from '../scripts/status';
 import { gpuQueueFor, workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
 import { CLI, ROOT, closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
@@ -24,7 +25,7 @@ async function study(repo: string, config: RunConfig, gpu: Omit<GpuWorkerOptions
   await startRun(async () => env.client, config);
   const finished = env.client.workflow.getHandle(workflowIdFor(config.tag)).result() as Promise<StatusView>;
   await Promise.all([runWorkers(env.nativeConnection, { checkout: repo, ...gpu }, finished), during?.()]);
-  const records: ExperimentRecord[] = (await readFile(join(repo, 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records: ExperimentRecord[] = await readRecords(repo, config.tag);
   return { view: await finished, records };
 }
 
@@ -115,7 +116,7 @@ test('a repo laid out like the original autoresearch runs unmodified: its \\r pr
   const { view, records } = await study(repo, config, { slots: 1 }, watchProgress);
   assert.equal(view.state, 'completed');
   assert.ok(progress!.step! > 0 && progress!.percent! > 0 && progress!.loss! > 1, JSON.stringify(progress));
-  const tsv = (await readFile(join(repo, 'results.tsv'), 'utf8')).trim().split('\n').slice(1);
+  const tsv = (await readFile(join(resultsDir(repo, 'original'), 'results.tsv'), 'utf8')).trim().split('\n').slice(1);
   assert.equal(tsv.length, 3);
   for (const [i, r] of records.entries()) {
     assert.notEqual(r.status, 'crash', r.reason);

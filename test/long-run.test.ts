@@ -1,5 +1,6 @@
-// A long night: a thousand experiments with a trivial training command. Every hundred the workflow
-// continues as new, carrying its state, so each history stays small and the workers' memory flat.
+// A long night: four hundred experiments with a trivial training command. Every forty (a hundred by
+// default) the study continues as new, carrying its state and its pipeline, so each history stays
+// small and the workers' memory flat.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -11,7 +12,8 @@ import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/typ
 import { fetchStatus } from '../scripts/status';
 import { closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
 
-const EXPERIMENTS = 1_000;
+const EXPERIMENTS = 400;
+const PER_HISTORY = 40;
 const TRAIN = ['A', 'B', 'C', 'D', 'E', 'F'].map((name, i) => `${name} = ${i + 2}.5  # knob ${name}`).join('\n') + '\n';
 // Most candidates beat the last (so the best, and the sweep's starting point, keep moving); every
 // fifth is worse and every seventh crashes, so all three outcomes recur all night.
@@ -32,14 +34,14 @@ test(`a study of ${EXPERIMENTS} experiments continues as new and completes with 
   const tag = 'long';
   const config: RunConfig = {
     tag, repo, proposer: 'sweep', editable: ['train.py'], command: SCORE, timeoutMs: 20_000,
-    budgetSeconds: 1, parallel: 2, maxExperiments: EXPERIMENTS, seed: 3, minImprovement: 0,
+    budgetSeconds: 1, parallel: 2, maxExperiments: EXPERIMENTS, seed: 3, minImprovement: 0, experimentsPerHistory: PER_HISTORY,
   };
   const firstRunId = await startRun(async () => env.client, config).then(() => env.client.workflow.getHandle(workflowIdFor(tag)).describe()).then((d) => d.runId);
   const handle = env.client.workflow.getHandle(workflowIdFor(tag));
   const finished = handle.result() as Promise<StatusView>;
   const mib = () => Math.round(process.memoryUsage().rss / 2 ** 20);
   let warm = 0;
-  const sample = waitFor('100 experiments', async () => (await fetchStatus(env.client, tag)).experimentsDone >= 100, 600_000, 500).then(() => (warm = mib()));
+  const sample = waitFor('100 experiments', async () => (await fetchStatus(env.client, tag)).experimentsDone >= 100, 900_000, 500).then(() => (warm = mib()));
   const started = Date.now();
   await Promise.all([runWorkers(env.nativeConnection, { checkout: repo, slots: 2 }, finished), sample]);
   const view = await finished;
@@ -55,14 +57,18 @@ test(`a study of ${EXPERIMENTS} experiments continues as new and completes with 
   assert.notEqual(lastRun.runId, firstRunId);
   const runs = [];
   for await (const execution of env.client.workflow.list({ query: `WorkflowId = "${workflowIdFor(tag)}"` })) runs.push(execution.runId);
-  // A run continues as new once it has launched a hundred and its own proposals and records have settled.
-  assert.ok(Math.abs(runs.length - EXPERIMENTS / 100) <= 1, `${runs.length} runs: about one per hundred experiments`);
+  // A run continues as new once it has launched PER_HISTORY and its own proposals and records have settled.
+  assert.ok(Math.abs(runs.length - EXPERIMENTS / PER_HISTORY) <= 1, `${runs.length} runs: about one per ${PER_HISTORY} experiments`);
   const events = await Promise.all(runs.map(async (runId) => (await env.client.workflow.getHandle(workflowIdFor(tag), runId).fetchHistory()).events!.length));
   console.log(`events per run: ${events.join(' ')} (Temporal warns at 10,240)`);
   for (const count of events) assert.ok(count < 5_000, `${count} events`);
 
   const records = (await readFile(join(resultsDir(repo, tag), 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(new Set(records.map((r) => r.id)).size, EXPERIMENTS);
+  // The children outlive each boundary: every trained experiment's own workflow completed with its decision.
+  const trained = records.filter((r) => r.runs).length;
+  const query = `ResearchTag = "${tag}" AND ExecutionStatus = "Completed" AND ExperimentStatus IS NOT NULL`;
+  await waitFor(`${trained} completed experiment workflows`, async () => (await env.client.workflow.count(query)).count === trained, 30_000);
   assert.equal((await readFile(join(resultsDir(repo, tag), 'results.tsv'), 'utf8')).trim().split('\n').length, EXPERIMENTS + 1);
   const committed = records.filter((r) => r.commit !== null).length;
   assert.equal(gitIn(repo, 'for-each-ref', '--format=%(refname)', `refs/autoresearch/${tag}/${tag}-*`).split('\n').length, committed);

@@ -123,14 +123,16 @@ test('the run completed with the values the UI must show', () => {
   assert.equal(result.best?.valBpb, 1.5);
 });
 
-test('the workflow list, queried by ResearchTag, shows the run with its search attributes as columns', async () => {
+test('the workflow list, queried by ResearchTag, is the night\'s table: the study and each experiment with its status and score', async () => {
   const page = await newPage();
   try {
     await page.goto(listUrl());
-    await page.getByRole('link', { name: workflowIdFor(TAG) }).waitFor();
+    await page.getByRole('link', { name: workflowIdFor(TAG), exact: true }).waitFor();
     // The list shows built-in columns only until the user adds others: add ours, as a user would.
     await page.getByTestId('workflows-summary-table-configuration-button').click();
-    for (const name of ['ResearchTag', 'BestValBpb', 'ExperimentsDone', 'ExperimentsKept']) await page.getByRole('button', { name: `Add ${name} column` }).click();
+    for (const name of ['ResearchTag', 'ExperimentStatus', 'ValBpb', 'BestValBpb', 'ExperimentsDone', 'ExperimentsKept']) {
+      await page.getByRole('button', { name: `Add ${name} column` }).click();
+    }
     for (const name of ['Run ID', 'Type', 'End']) await page.getByRole('button', { name: `Remove ${name} column` }).click();
     await page.getByRole('button', { name: 'Close Workflows Table configuration' }).click();
     await page.getByText('Configure Workflows Table').waitFor({ state: 'hidden' });
@@ -138,19 +140,27 @@ test('the workflow list, queried by ResearchTag, shows the run with its search a
     await page.locator('table thead th', { hasText: 'ExperimentsKept' }).waitFor();
 
     const rows = page.locator('table tbody tr');
-    assert.equal(await rows.count(), 1, 'exactly one run has this tag');
+    await page.getByRole('link', { name: `${workflowIdFor(TAG)}-1` }).waitFor();
+    assert.equal(await rows.count(), 3, 'the study and its two experiments have this tag');
     const headers = (await page.locator('table thead th').allInnerTexts()).map((h) => h.trim());
-    const cells = (await rows.first().locator('td').allInnerTexts()).map((c) => c.trim());
-    const row = Object.fromEntries(headers.map((h, i) => [h, cells[i]]));
-    assert.equal(row['Workflow ID'], workflowIdFor(TAG));
-    assert.equal(row.Status, 'Completed');
-    assert.equal(row.ResearchTag, TAG);
-    assert.equal(row.BestValBpb, '1.5');
-    assert.equal(row.ExperimentsDone, '2');
-    assert.equal(row.ExperimentsKept, '1');
+    const table = new Map<string, Record<string, string>>();
+    for (let i = 0; i < 3; i++) {
+      const cells = (await rows.nth(i).locator('td').allInnerTexts()).map((c) => c.trim());
+      const row = Object.fromEntries(headers.map((h, j) => [h, cells[j]]));
+      table.set(row['Workflow ID'], row);
+    }
+    const study = table.get(workflowIdFor(TAG))!;
+    assert.equal(study.Status, 'Completed');
+    assert.equal(study.ResearchTag, TAG);
+    assert.equal(study.BestValBpb, '1.5');
+    assert.equal(study.ExperimentsDone, '2');
+    assert.equal(study.ExperimentsKept, '1');
+    const [baseline, second] = [table.get(`${workflowIdFor(TAG)}-0`)!, table.get(`${workflowIdFor(TAG)}-1`)!];
+    assert.deepEqual([baseline.ExperimentStatus, baseline.ValBpb], ['keep', '1.5']);
+    assert.deepEqual([second.ExperimentStatus, second.ValBpb], ['discard', '1.5']);
 
     const shot = join(await mkdtemp(join(tmpdir(), 'autoresearch-webui-shot-')), 'webui.png');
-    await page.screenshot({ path: shot, clip: { x: 0, y: 0, width: 1536, height: 320 } });
+    await page.screenshot({ path: shot, clip: { x: 0, y: 0, width: 1536, height: 400 } });
     const { size } = await stat(shot);
     assert.ok(size > 10_000 && size < MAX_SCREENSHOT_BYTES, `screenshot of ${size} bytes`);
     // docs/webui.png is refreshed only on request, so a test run leaves the work tree as it was.
@@ -170,7 +180,7 @@ test("the run's page shows its search attributes in the Search Attributes tab", 
   const page = await newPage();
   try {
     await page.goto(listUrl());
-    await page.getByRole('link', { name: workflowIdFor(TAG) }).click();
+    await page.getByRole('link', { name: workflowIdFor(TAG), exact: true }).click();
     await page.waitForURL(new RegExp(`/workflows/${workflowIdFor(TAG)}/[0-9a-f-]+/`));
     await page.getByRole('tab', { name: 'Search Attributes' }).click();
     await page.waitForURL(/\/search-attributes$/);

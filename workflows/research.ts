@@ -128,7 +128,8 @@ export interface Carried {
 }
 
 export async function researchWorkflow(config: RunConfig, carried?: Carried): Promise<StatusView> {
-  const run: Carried = carried ?? (await freshRun(config));
+  // Handlers before the first await: `status` and `stop` work while the run is still being prepared.
+  const run: Carried = carried ?? freshRun();
   const firstNumberHere = run.nextNumber;
   const proposing = new Map<number, { scope: CancellationScope; parent: string; allowance?: number }>();
   const rebasing = new Set<number>();
@@ -154,13 +155,14 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     tick++;
   });
   setHandler(statusQuery, () => status());
+  if (!carried) run.setup = await control.prepareRun.executeWithOptions({ summary: `prepare ${config.tag}: branch, baseline ref, harness digest` }, [config]);
 
   // One timer for the whole run: at the launch cutoff of --until the loop must wake even if nothing else happens.
   if (config.untilMs !== undefined && config.untilMs - config.timeoutMs > Date.now()) {
     void sleep(config.untilMs - config.timeoutMs - Date.now()).then(() => void tick++, () => undefined);
   }
   try {
-    if (run.nextNumber === 0) launch(null); // the baseline; proposals made from its commit train beside it
+    if (run.nextNumber === 0 && whyEnding() === null) launch(null); // the baseline; proposals made from its commit train beside it
     for (;;) {
       if (fatal) throw fatal;
       const ending = whyEnding();
@@ -648,10 +650,10 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   }
 }
 
-async function freshRun(config: RunConfig): Promise<Carried> {
-  const setup = await control.prepareRun.executeWithOptions({ summary: `prepare ${config.tag}: branch, baseline ref, harness digest` }, [config]);
+/** A run about to start: its setup is filled in by the first activity. */
+function freshRun(): Carried {
   return {
-    setup, nextNumber: 0, nextKey: 1, experimentsDone: 0, experimentsKept: 0, best: null, baselineDone: false, tokensUsed: 0,
+    setup: { baseCommit: '', harnessDigest: '', gpuQueue: '' }, nextNumber: 0, nextKey: 1, experimentsDone: 0, experimentsKept: 0, best: null, baselineDone: false, tokensUsed: 0,
     paused: false, recent: [], crash: null, proposerFailures: 0, proposalMs: 0, trainingMs: 0, ready: [], launched: [],
     toJudge: [], noise: NO_NOISE, warnings: [],
   };

@@ -7,7 +7,8 @@ fixed slice of held-out text (vocabulary: the 256 byte values, so bits per
 byte = mean cross-entropy in nats / ln 2).
 
 Two datasets, cached under $AUTORESEARCH_CACHE/gpt-data/ (default
-~/.cache/autoresearch/gpt-data/):
+~/.cache/autoresearch/gpt-data/), each with its validation split apart, under
+the cache's validation/gpt-data/, which the training's sandbox hides:
 
 - local (the default, never touches the network): Python source text already on
   the machine. Validation is a fixed, hash-chosen quarter-or-so of the standard
@@ -21,9 +22,16 @@ Two datasets, cached under $AUTORESEARCH_CACHE/gpt-data/ (default
   5 MB validation) and makes it the active dataset for later runs on this
   machine; `python prepare.py --local` switches back.
 
+The training saves its model, and the harness scores it in a second step:
+the scorer (this file, `--evaluate`) alone reads the validation bytes; the
+model answers its queries from another process that never sees them (train.py
+run with the two pipes below set, which loads the saved model and calls
+`serve`).
+
     python prepare.py              # build (or check) the active dataset's cache
     python prepare.py --download   # fetch enwik8 and make it active
     python prepare.py --local      # make the local corpus active again
+    python prepare.py --evaluate   # the harness's evaluation (the GPU worker runs it)
 """
 
 import hashlib
@@ -47,15 +55,19 @@ VAL_FILE_FRACTION = 0.3  # fraction of non-test stdlib modules held out (chosen 
 TRAIN_BYTES_CAP = 256_000_000  # bytes: cap on the local training corpus
 MAX_FILE_BYTES = 1_000_000  # bytes: larger .py files are generated tables, skipped
 CAUSALITY_TOL = 1e-2  # nats: how far earlier log-probs may move when a later byte changes
+EVAL_ANSWER_BYTES = 256 << 20  # bytes: the most logits one query may ask for (it caps the batch)
+MAX_MESSAGE_BYTES = 1 << 30  # bytes: the largest array either side of the evaluation accepts
+PIPE_BYTES = 1 << 20  # bytes: the pipes' buffer, where the system allows it (fewer wake-ups per answer)
 ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
 ENWIK8_BYTES = 100_000_000  # size of the unzipped file
 ENWIK8_TRAIN = 90_000_000  # the customary split: 90M train, 5M validation, 5M test (unused)
 ENWIK8_VAL = 5_000_000
-DATA_DIR = os.path.join(
-    os.path.expanduser(os.environ.get("AUTORESEARCH_CACHE", "~/.cache/autoresearch")),
-    "gpt-data",
-)  # directory: one sub-directory per dataset, plus the `active` marker
-FORMAT_VERSION = 1  # integer: bump to invalidate caches built by older code
+CACHE_ROOT = os.path.expanduser(os.environ.get("AUTORESEARCH_CACHE", "~/.cache/autoresearch"))
+DATA_DIR = os.path.join(CACHE_ROOT, "gpt-data")  # directory: one sub-directory per dataset, plus `active`
+VAL_DIR = os.path.join(CACHE_ROOT, "validation", "gpt-data")  # directory: each dataset's val.bin, hidden from trainings
+FORMAT_VERSION = 2  # integer: bump to invalidate caches built by older code (1: val.bin beside train.bin)
+QUERIES_ENV = "AUTORESEARCH_EVAL_QUERIES"  # pipe: the scorer's windows, to the model
+ANSWERS_ENV = "AUTORESEARCH_EVAL_ANSWERS"  # pipe: the model's logits, to the scorer
 
 _TEST_DIRS = {"test", "tests", "idle_test"}
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
@@ -214,7 +226,7 @@ def _set_active(name):
 
 def _paths(name):
     d = os.path.join(DATA_DIR, name)
-    return d, os.path.join(d, "train.bin"), os.path.join(d, "val.bin"), os.path.join(d, "meta.json")
+    return d, os.path.join(d, "train.bin"), os.path.join(VAL_DIR, name, "val.bin"), os.path.join(d, "meta.json")
 
 
 def read_meta(name=None):
@@ -254,31 +266,52 @@ def build_cache(name):
     }
     d, train_path, val_path, meta_path = _paths(name)
     os.makedirs(d, exist_ok=True)
+    os.makedirs(os.path.dirname(val_path), exist_ok=True)
     _atomic_write(train_path, train)
     _atomic_write(val_path, val)
     # meta.json last: its presence says both splits are complete.
     _atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+    # Format 1 kept val.bin beside train.bin, where a training could read it.
+    try:
+        os.remove(os.path.join(d, "val.bin"))
+    except FileNotFoundError:
+        pass
     return meta
 
 
-def load_splits(name=None):
-    """(train, val, meta): uint8 numpy arrays of the active dataset, building its cache if needed."""
-    name = name or active_dataset()
-    _, train_path, val_path, _ = _paths(name)
+def _load(name, index, size_key):
+    """(one split as a uint8 numpy array, meta) of dataset `name`, building its cache if needed."""
+    path = _paths(name)[index]
     meta = read_meta(name)
     for _attempt in range(2):
         if meta is not None:
             try:
-                train = np.fromfile(train_path, dtype=np.uint8)
-                val = np.fromfile(val_path, dtype=np.uint8)
-                if len(train) == meta["train_bytes"] and len(val) == meta["val_bytes"]:
-                    return train, val, meta
+                data = np.fromfile(path, dtype=np.uint8)
+                if len(data) == meta[size_key]:
+                    return data, meta
             except OSError:
                 pass
         if name == "enwik8":
             raise RuntimeError("the enwik8 cache is missing or damaged: run `python prepare.py --download` (online) or `--local`")
-        meta = build_cache(name)
+        try:
+            meta = build_cache(name)
+        except OSError as e:
+            raise RuntimeError(
+                f"cannot read {path}, and cannot rebuild the cache here ({e.strerror}): "
+                "run `python prepare.py` once on this host; the validation split is read "
+                "by the harness's evaluation alone, never by a training"
+            ) from None
     raise RuntimeError(f"could not build a consistent cache in {_paths(name)[0]}")
+
+
+def load_train(name=None):
+    """(train, meta) of the active dataset: a uint8 numpy array and its meta dict."""
+    return _load(name or active_dataset(), 1, "train_bytes")
+
+
+def load_val(name=None):
+    """The active dataset's validation split: the harness's evaluation alone can read it."""
+    return _load(name or active_dataset(), 2, "val_bytes")[0]
 
 
 # ---------------------------------------------------------------------------
@@ -300,74 +333,66 @@ def _windows(seq_len):
     return out
 
 
-def evaluate_bpb(model, seq_len, batch_size):
-    """Bits per byte of `model` on the first EVAL_BYTES validation bytes.
+def evaluate_bpb(predict_logits, seq_len, batch_size):
+    """Bits per byte of a model on the first EVAL_BYTES validation bytes.
 
-    model(x) gets int64 byte ids of shape (B, seq_len), on the device of the
-    model's parameters, and must return next-byte logits of shape
-    (B, seq_len, 256): position t predicts byte t+1 from bytes 0..t. Every
-    window starts fresh, so a longer seq_len gives each byte more context.
-    Call it inside whatever autocast context the model trains with. Logits
-    are renormalised here (log-softmax in float32), so a model can never look
-    better than the probabilities it actually assigns; and the first batch is
-    checked for causality (a changed later byte must not move earlier scores).
+    predict_logits(x) gets int64 byte ids, a numpy array of shape (B, seq_len),
+    and returns next-byte logits of shape (B, seq_len, 256): position t predicts
+    byte t+1 from bytes 0..t. Every window starts fresh, so a longer seq_len
+    gives each byte more context. Logits are renormalised here (log-softmax in
+    float32), so a model can never look better than the probabilities it
+    actually assigns; and the first batch is checked for causality (a changed
+    later byte must not move earlier scores).
     """
-    import torch
-    import torch.nn.functional as F
-
     seq_len, batch_size = int(seq_len), int(batch_size)
     if not 1 <= seq_len <= EVAL_BYTES:
         raise ValueError(f"seq_len must be in [1, {EVAL_BYTES}], got {seq_len}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = next(model.parameters()).device
-    _, val, _ = load_splits()
-    val_t = torch.from_numpy(val[: EVAL_BYTES + 1].astype(np.int64)).to(device)
+    val = load_val()[: EVAL_BYTES + 1].astype(np.int64)
     windows = _windows(seq_len)
     # Pad to whole batches with copies that score nothing: one shape throughout.
     windows += [(0, seq_len)] * (-len(windows) % batch_size)
-    pos = torch.arange(seq_len, device=device)
-    was_training = model.training
-    model.eval()
-    total_nats = torch.zeros((), dtype=torch.float64, device=device)
-    counted = 0
-    try:
-        with torch.no_grad():
-            for b in range(0, len(windows), batch_size):
-                chunk = windows[b : b + batch_size]
-                starts = torch.tensor([s for s, _ in chunk], device=device)
-                first = torch.tensor([f for _, f in chunk], device=device)
-                idx = starts[:, None] + pos
-                x, y = val_t[idx], val_t[idx + 1]
-                logits = model(x)
-                if tuple(logits.shape) != (len(chunk), seq_len, 256):
-                    raise ValueError(
-                        f"model returned logits of shape {tuple(logits.shape)}, "
-                        f"expected {(len(chunk), seq_len, 256)}"
-                    )
-                logp = F.log_softmax(logits.float(), dim=-1)
-                if b == 0 and seq_len >= 2:
-                    _check_causal(model, x, logp, seq_len // 2)
-                nll = -logp.gather(-1, y[..., None])[..., 0]
-                mask = pos[None, :] >= first[:, None]
-                total_nats += (nll * mask).sum(dtype=torch.float64)
-                counted += int(mask.sum())
-    finally:
-        model.train(was_training)
+    pos = np.arange(seq_len)
+    total_nats, counted = 0.0, 0
+    for b in range(0, len(windows), batch_size):
+        chunk = np.array(windows[b : b + batch_size], dtype=np.int64)
+        idx = chunk[:, :1] + pos
+        x, y = val[idx], val[idx + 1]
+        logits = _logits(predict_logits, x)
+        if b == 0 and seq_len >= 2:
+            _check_causal(predict_logits, x, logits, seq_len // 2)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        log_z = np.log(np.exp(shifted).sum(axis=-1))
+        nll = log_z - np.take_along_axis(shifted, y[..., None], axis=-1)[..., 0]
+        mask = pos[None, :] >= chunk[:, 1:]
+        total_nats += float(nll[mask].sum(dtype=np.float64))
+        counted += int(mask.sum())
     if counted != EVAL_BYTES:
         raise RuntimeError(f"scored {counted} bytes, expected {EVAL_BYTES}")
-    bpb = float(total_nats) / (EVAL_BYTES * math.log(2))
+    bpb = total_nats / (EVAL_BYTES * math.log(2))
     return bpb if math.isfinite(bpb) else float("inf")
 
 
-def _check_causal(model, x, logp, k):
-    """Change byte k of every row: the scores of positions before k must not move."""
-    import torch.nn.functional as F
+def _logits(predict_logits, x):
+    logits = np.asarray(predict_logits(x), dtype=np.float32)
+    if logits.shape != (*x.shape, 256):
+        raise ValueError(f"the model returned logits of shape {logits.shape}, expected {(*x.shape, 256)}")
+    return logits
 
-    x2 = x.clone()
+
+def _log_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _check_causal(predict_logits, x, logits, k):
+    """Change byte k of every row: the scores of positions before k must not move."""
+    x2 = x.copy()
     x2[:, k] = (x2[:, k] + 1) % 256
-    logp2 = F.log_softmax(model(x2).float(), dim=-1)
-    moved = float((logp2[:, :k] - logp[:, :k]).abs().max())
+    before = _log_softmax(logits[:, :k])
+    after = _log_softmax(_logits(predict_logits, x2)[:, :k])
+    moved = float(np.abs(after - before).max())
     if not moved <= CAUSALITY_TOL:
         raise RuntimeError(
             f"the model is not causal: changing byte {k} moved the log-probabilities of "
@@ -377,15 +402,106 @@ def _check_causal(model, x, logp, k):
 
 
 # ---------------------------------------------------------------------------
-# CLI: build the cache and print a grep-able summary
+# The harness's evaluation: the scorer here, the model in another process
+# ---------------------------------------------------------------------------
+
+_DTYPES = {"<i8", "<f4"}  # all either side sends: byte windows, logits
+
+
+def _pipe(path, mode):
+    f = open(path, mode)
+    try:
+        import fcntl
+
+        fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # a smaller pipe is only slower
+    return f
+
+
+def _send(f, array):
+    array = np.ascontiguousarray(array)
+    header = {"dtype": array.dtype.str, "shape": list(array.shape)}
+    f.write(json.dumps(header).encode() + b"\n")
+    f.write(memoryview(array).cast("B"))
+    f.flush()
+
+
+def _receive(f):
+    """The next array on `f`, or None at its end; anything malformed raises."""
+    line = f.readline(4096)
+    if not line:
+        return None
+    header = json.loads(line)
+    dtype, shape = np.dtype(header["dtype"]), tuple(int(n) for n in header["shape"])
+    if dtype.str not in _DTYPES or any(n < 0 for n in shape):
+        raise ValueError(f"unexpected array {header}")
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_MESSAGE_BYTES:
+        raise ValueError(f"an array of {size} bytes is over the limit of {MAX_MESSAGE_BYTES}")
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size and (n := f.readinto(view[got:])):
+        got += n
+    if got != size:
+        raise EOFError(f"the pipe ended {size - got} bytes into an array")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def serving():
+    """True when this process is to answer the harness's evaluation rather than train."""
+    return QUERIES_ENV in os.environ and ANSWERS_ENV in os.environ
+
+
+def serve(predict_logits, seq_len, batch_size):
+    """The model's side of the evaluation: answers every query until the scorer is done."""
+    with _pipe(os.environ[QUERIES_ENV], "rb") as queries, _pipe(os.environ[ANSWERS_ENV], "wb") as answers:
+        _send(answers, np.array([seq_len, batch_size], dtype=np.int64))
+        while (x := _receive(queries)) is not None:
+            _send(answers, np.asarray(predict_logits(x), dtype=np.float32))
+
+
+def evaluate_served():
+    """The harness's side: scores the model another process serves and prints the summary."""
+    t0 = time.time()
+    with _pipe(os.environ[QUERIES_ENV], "wb") as queries, _pipe(os.environ[ANSWERS_ENV], "rb") as answers:
+
+        def answer():
+            reply = _receive(answers)
+            if reply is None:
+                raise EOFError("the model stopped answering (see its output above)")
+            return reply
+
+        hello = answer()
+        if hello.shape != (2,) or hello.dtype != np.int64:
+            raise ValueError(f"the model's first message must be [seq_len, batch_size], got {hello!r}")
+        seq_len, batch_size = (int(v) for v in hello)
+        batch_size = max(1, min(batch_size, EVAL_ANSWER_BYTES // (max(seq_len, 1) * 256 * 4)))
+
+        def predict_logits(x):
+            _send(queries, x)
+            return answer()
+
+        val_bpb = evaluate_bpb(predict_logits, seq_len, batch_size)
+        # Printed before the pipes close: once they do, the model exits, and the worker soon stops waiting.
+        print("---")
+        print(f"val_bpb:          {val_bpb:.6f}")
+        print(f"eval_seconds:     {time.time() - t0:.2f}", flush=True)
+
+
+# ---------------------------------------------------------------------------
+# CLI: build the cache and print a grep-able summary, or evaluate
 # ---------------------------------------------------------------------------
 
 
 def main(argv):
     flags = set(argv)
+    if flags == {"--evaluate"}:
+        evaluate_served()
+        return 0
     unknown = flags - {"--download", "--local", "--rebuild"}
     if unknown:
-        print(f"prepare.py: unknown option {sorted(unknown)[0]} (use --download, --local or --rebuild)", file=sys.stderr)
+        print(f"prepare.py: unknown option {sorted(unknown)[0]} (use --download, --local, --rebuild or --evaluate)", file=sys.stderr)
         return 2
     t0 = time.time()
     if "--download" in flags or os.environ.get("AUTORESEARCH_GPT_DOWNLOAD") == "1":
@@ -400,8 +516,10 @@ def main(argv):
     name = active_dataset()
     if "--rebuild" in flags and name != "enwik8":
         build_cache(name)
-    train, val, meta = load_splits(name)
+    train, meta = load_train(name)
+    val = load_val(name)
     print(f"data_dir:      {os.path.join(DATA_DIR, name)}")
+    print(f"val_dir:       {os.path.dirname(_paths(name)[2])}")
     print(f"dataset:       {name}")
     print(f"train_bytes:   {len(train)}")
     print(f"val_bytes:     {len(val)}")

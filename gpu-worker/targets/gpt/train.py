@@ -12,10 +12,18 @@ hidden weight matrices, AdamW for the embedding and the head; the learning
 rate warms up, holds, then cools down linearly over the time budget. On CUDA:
 bf16 autocast and torch.compile. On a CPU it runs too, slowly and eagerly.
 
-    python train.py    # AUTORESEARCH_TIME_BUDGET seconds of training, then eval
+    python train.py    # AUTORESEARCH_TIME_BUDGET seconds of training; saves model.pt
 
 The budget counts training steps only: the first few steps (compilation,
 warm-up) are timed separately and reported as compile_seconds.
+
+The training never sees the validation split. The harness scores the saved
+model afterwards: it runs this same command again with the evaluation's pipes
+set (prepare.serving()), and this file then loads model.pt into the model,
+uncompiled, and answers the scorer's queries (prepare.serve) instead of
+training. Keep that path working when you change the model, and print no
+val_bpb of your own: the harness's number is the score, and a different one
+printed here is a crash.
 """
 
 import math
@@ -54,7 +62,8 @@ FINAL_LR_FRAC = 0.05  # lr at the end of the budget, as a fraction of the peak
 ROPE_BASE = 10000.0  # rotary embedding base period
 LOGIT_SOFTCAP = 15.0  # logits are squashed to (-cap, cap) by cap * tanh(logits / cap)
 
-seed = 1337
+seed = int(os.environ.get("AUTORESEARCH_SEED", "1337"))  # repeats of one commit differ by it alone
+model_file = "model.pt"  # the trained weights (a state_dict), for the harness's evaluation
 timing_skip_steps = 3  # first steps (compilation, warm-up) are not counted in the budget
 
 t_start = time.time()
@@ -93,23 +102,6 @@ def peak_flops(name):
         if key in n:
             return flops
     return 0.0
-
-
-# ---------------------------------------------------------------------------
-# Data: the whole training split on the device, random windows per step
-# ---------------------------------------------------------------------------
-
-train_np, _, data_meta = prepare.load_splits()
-train_data = torch.from_numpy(train_np).to(device)
-gen = torch.Generator(device=device)
-gen.manual_seed(seed)
-window = torch.arange(SEQ_LEN + 1, device=device)
-
-
-def get_batch():
-    starts = torch.randint(0, len(train_data) - SEQ_LEN - 1, (BATCH_SIZE,), device=device, generator=gen)
-    chunk = train_data[starts[:, None] + window].long()
-    return chunk[:, :-1], chunk[:, 1:]
 
 
 # ---------------------------------------------------------------------------
@@ -188,6 +180,36 @@ class GPT(nn.Module):
 
 
 raw_model = GPT().to(device)
+
+if prepare.serving():  # the harness's evaluation: answer it with the saved model, uncompiled, train nothing
+    raw_model.load_state_dict(torch.load(model_file, map_location=device, weights_only=True))
+    raw_model.eval()
+
+    @torch.no_grad()
+    def predict_logits(x):
+        with autocast:
+            return raw_model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    prepare.serve(predict_logits, SEQ_LEN, BATCH_SIZE)
+    sys.exit(0)
+
+# ---------------------------------------------------------------------------
+# Data: the whole training split on the device, random windows per step
+# ---------------------------------------------------------------------------
+
+train_np, data_meta = prepare.load_train()
+train_data = torch.from_numpy(train_np).to(device)
+gen = torch.Generator(device=device)
+gen.manual_seed(seed)
+window = torch.arange(SEQ_LEN + 1, device=device)
+
+
+def get_batch():
+    starts = torch.randint(0, len(train_data) - SEQ_LEN - 1, (BATCH_SIZE,), device=device, generator=gen)
+    chunk = train_data[starts[:, None] + window].long()
+    return chunk[:, :-1], chunk[:, 1:]
+
+
 num_params = sum(p.numel() for p in raw_model.parameters())
 matrix_params = [p for p in raw_model.blocks.parameters() if p.ndim == 2]
 # FLOPs per trained token: 6 per weight (forward + backward) for every matmul
@@ -336,18 +358,14 @@ while step < timing_skip_steps or training_time < time_budget:
         )
 
 # ---------------------------------------------------------------------------
-# Evaluation and summary
+# Save and summarise (the harness's evaluation adds val_bpb)
 # ---------------------------------------------------------------------------
 
-t_eval = time.time()
-with autocast:
-    val_bpb = prepare.evaluate_bpb(raw_model, SEQ_LEN, BATCH_SIZE)
-eval_time = time.time() - t_eval
+torch.save(raw_model.state_dict(), model_file)  # raw_model: the compiled model shares its weights
 tokens_per_sec = timed_tokens / training_time if training_time > 0 else 0.0
 mfu_percent = 100.0 * flops_per_token * tokens_per_sec / peak if peak else 0.0
 peak_vram_mb = torch.cuda.max_memory_allocated() / 1024**2 if device.type == "cuda" else 0.0
 print("---")
-print(f"val_bpb:          {val_bpb:.6f}")
 print(f"training_seconds: {training_time:.1f}")
 print(f"total_seconds:    {time.time() - t_start:.1f}")
 print(f"peak_vram_mb:     {peak_vram_mb:.1f}")
@@ -356,4 +374,3 @@ print(f"num_params_M:     {num_params / 1e6:.1f}")
 print(f"num_steps:        {step}")
 print(f"tokens_per_sec:   {tokens_per_sec:.0f}")
 print(f"compile_seconds:  {compile_time:.1f}")
-print(f"eval_seconds:     {eval_time:.1f}")

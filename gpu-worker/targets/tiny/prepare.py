@@ -6,7 +6,15 @@ the Python standard library's own sources (present wherever Python is), caches
 train/val splits, and defines the one number that matters: val_bpb, the bits
 per byte a model needs to encode a fixed slice of held-out text.
 
-    python prepare.py      # build the cache and print a summary
+The validation split lives apart from the training data, under the cache's
+`validation/` directory, which the training's sandbox hides: the training saves
+its model, and the harness scores it in a second step. The scorer (this file,
+`--evaluate`) alone reads the validation bytes; the model answers its queries
+from another process that never sees them (train.py run with the two pipes
+below set, which loads the saved model and calls `serve`).
+
+    python prepare.py              # build the cache and print a summary
+    python prepare.py --evaluate   # the harness's evaluation (the GPU worker runs it)
 """
 
 import hashlib
@@ -14,7 +22,9 @@ import json
 import math
 import os
 import stat
+import sys
 import sysconfig
+import time
 
 import numpy as np
 
@@ -25,12 +35,15 @@ import numpy as np
 CORPUS_BYTES = 8_000_000  # bytes: cap on the concatenated stdlib sources
 VAL_FRACTION = 0.1  # fraction: tail of the corpus held out for validation
 EVAL_BYTES = 65_536  # bytes: validation bytes scored, from the start of val
-EVAL_BATCH = 4_096  # positions per predict_logprobs call during scoring
-CACHE_DIR = os.path.join(
-    os.path.expanduser(os.environ.get("AUTORESEARCH_CACHE", "~/.cache/autoresearch")),
-    "tiny-data",
-)  # directory: holds train.bin, val.bin, meta.json
-FORMAT_VERSION = 1  # integer: bump to invalidate caches built by older code
+EVAL_STREAMS = 64  # segments of the scored slice, one row each per predict_logprobs call
+MAX_CONTEXT = 65_536  # bytes: the longest context the evaluation builds
+CACHE_ROOT = os.path.expanduser(os.environ.get("AUTORESEARCH_CACHE", "~/.cache/autoresearch"))
+CACHE_DIR = os.path.join(CACHE_ROOT, "tiny-data")  # directory: train.bin, meta.json
+VAL_DIR = os.path.join(CACHE_ROOT, "validation", "tiny-data")  # directory: val.bin, hidden from trainings
+FORMAT_VERSION = 2  # integer: bump to invalidate caches built by older code (1: val.bin beside train.bin)
+QUERIES_ENV = "AUTORESEARCH_EVAL_QUERIES"  # pipe: the scorer's contexts, to the model
+ANSWERS_ENV = "AUTORESEARCH_EVAL_ANSWERS"  # pipe: the model's scores, to the scorer
+MAX_MESSAGE_BYTES = 1 << 30  # bytes: the largest array either side accepts
 
 # ---------------------------------------------------------------------------
 # Corpus: the stdlib's .py files, in a fixed order, no network ever
@@ -86,7 +99,7 @@ def build_corpus():
 def _paths():
     return (
         os.path.join(CACHE_DIR, "train.bin"),
-        os.path.join(CACHE_DIR, "val.bin"),
+        os.path.join(VAL_DIR, "val.bin"),
         os.path.join(CACHE_DIR, "meta.json"),
     )
 
@@ -142,29 +155,50 @@ def build_cache():
         "stdlib": sysconfig.get_paths()["stdlib"],
     }
     os.makedirs(CACHE_DIR, exist_ok=True)
+    os.makedirs(VAL_DIR, exist_ok=True)
     train_path, val_path, meta_path = _paths()
     _atomic_write(train_path, train)
     _atomic_write(val_path, val)
     # meta.json last: its presence says both splits are complete.
     _atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+    # Format 1 kept val.bin beside train.bin, where a training could read it.
+    try:
+        os.remove(os.path.join(CACHE_DIR, "val.bin"))
+    except FileNotFoundError:
+        pass
     return meta
 
 
-def load_splits():
-    """(train, val) as uint8 numpy arrays, building the cache first if needed."""
-    train_path, val_path, _ = _paths()
+def _load(path, size_key):
+    """One split as a uint8 numpy array, building the cache first if needed."""
     meta = _read_meta()
     for _attempt in range(2):
         if meta is not None:
             try:
-                train = np.fromfile(train_path, dtype=np.uint8)
-                val = np.fromfile(val_path, dtype=np.uint8)
-                if len(train) == meta["train_bytes"] and len(val) == meta["val_bytes"]:
-                    return train, val
+                data = np.fromfile(path, dtype=np.uint8)
+                if len(data) == meta[size_key]:
+                    return data
             except OSError:
                 pass
-        meta = build_cache()
+        try:
+            meta = build_cache()
+        except OSError as e:
+            raise RuntimeError(
+                f"cannot read {path}, and cannot rebuild the cache here ({e.strerror}): "
+                "run `python prepare.py` once on this host; the validation split is read "
+                "by the harness's evaluation alone, never by a training"
+            ) from None
     raise RuntimeError(f"could not build a consistent cache in {CACHE_DIR}")
+
+
+def load_train():
+    """The training split, as a uint8 numpy array."""
+    return _load(_paths()[0], "train_bytes")
+
+
+def load_val():
+    """The validation split, as a uint8 numpy array: the harness's evaluation alone can read it."""
+    return _load(_paths()[1], "val_bytes")
 
 
 # ---------------------------------------------------------------------------
@@ -177,50 +211,133 @@ def evaluate_bpb(predict_logprobs, context):
 
     predict_logprobs(x) gets int64 contexts of shape (B, context), oldest byte
     first, and returns natural-log scores of shape (B, 256) for the next byte.
-    The first bytes of val have less than `context` bytes before them; their
-    contexts are left-padded with byte 0. Scores are renormalised here, so a
-    model can never look better than the probabilities it actually assigns.
+    The slice is cut into EVAL_STREAMS segments scored side by side: call t asks
+    for byte t of every segment, given the `context` bytes before it within its
+    segment (left-padded with byte 0 at the segment's start). So every byte a
+    call shows was the target of an earlier call: a model cannot be shown what
+    it is asked to predict, whatever it remembers between calls. Scores are
+    renormalised here, so a model can never look better than the probabilities
+    it actually assigns.
     """
     context = int(context)
-    if context < 1:
-        raise ValueError(f"context must be >= 1, got {context}")
-    _, val = load_splits()
-    targets = val[:EVAL_BYTES].astype(np.int64)
-    padded = np.concatenate([np.zeros(context, dtype=np.int64), targets])
-    offsets = np.arange(context, dtype=np.int64)
+    if not 1 <= context <= MAX_CONTEXT:
+        raise ValueError(f"context must be in [1, {MAX_CONTEXT}], got {context}")
+    targets = load_val()[:EVAL_BYTES].astype(np.int64).reshape(EVAL_STREAMS, -1)
+    padded = np.concatenate([np.zeros((EVAL_STREAMS, context), dtype=np.int64), targets], axis=1)
+    rows = np.arange(EVAL_STREAMS)
     total_nats = 0.0
-    for start in range(0, EVAL_BYTES, EVAL_BATCH):
-        stop = min(start + EVAL_BATCH, EVAL_BYTES)
-        # Row i holds the `context` bytes just before target position start+i.
-        x = padded[np.arange(start, stop, dtype=np.int64)[:, None] + offsets]
+    for t in range(targets.shape[1]):
+        x = np.ascontiguousarray(padded[:, t : t + context])
         scores = np.asarray(predict_logprobs(x), dtype=np.float64)
-        if scores.shape != (stop - start, 256):
+        if scores.shape != (EVAL_STREAMS, 256):
             raise ValueError(
-                f"predict_logprobs returned shape {scores.shape}, "
-                f"expected {(stop - start, 256)}"
+                f"predict_logprobs returned shape {scores.shape}, expected {(EVAL_STREAMS, 256)}"
             )
         peak = scores.max(axis=1, keepdims=True)
         log_z = peak[:, 0] + np.log(np.exp(scores - peak).sum(axis=1))
-        picked = scores[np.arange(stop - start), targets[start:stop]]
-        total_nats += float(np.sum(log_z - picked))
+        total_nats += float(np.sum(log_z - scores[rows, targets[:, t]]))
     bpb = total_nats / (EVAL_BYTES * math.log(2))
     return bpb if math.isfinite(bpb) else float("inf")
 
 
 # ---------------------------------------------------------------------------
-# CLI: build the cache and print a grep-able summary
+# The harness's evaluation: the scorer here, the model in another process
 # ---------------------------------------------------------------------------
 
-if __name__ == "__main__":
-    import time
+_DTYPES = {"<i8", "<f4", "<f8"}  # all either side sends: contexts, scores
 
+
+def _send(f, array):
+    array = np.ascontiguousarray(array)
+    header = {"dtype": array.dtype.str, "shape": list(array.shape)}
+    f.write(json.dumps(header).encode() + b"\n")
+    f.write(array.tobytes())
+    f.flush()
+
+
+def _receive(f):
+    """The next array on `f`, or None at its end; anything malformed raises."""
+    line = f.readline(4096)
+    if not line:
+        return None
+    header = json.loads(line)
+    dtype, shape = np.dtype(header["dtype"]), tuple(int(n) for n in header["shape"])
+    if dtype.str not in _DTYPES or any(n < 0 for n in shape):
+        raise ValueError(f"unexpected array {header}")
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_MESSAGE_BYTES:
+        raise ValueError(f"an array of {size} bytes is over the limit of {MAX_MESSAGE_BYTES}")
+    data = f.read(size)
+    if len(data) != size:
+        raise EOFError(f"the pipe ended {size - len(data)} bytes into an array")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def serving():
+    """True when this process is to answer the harness's evaluation rather than train."""
+    return QUERIES_ENV in os.environ and ANSWERS_ENV in os.environ
+
+
+def serve(predict_logprobs, context):
+    """The model's side of the evaluation: answers every query until the scorer is done."""
+    with open(os.environ[QUERIES_ENV], "rb") as queries, open(os.environ[ANSWERS_ENV], "wb") as answers:
+        _send(answers, np.array([context], dtype=np.int64))
+        while (x := _receive(queries)) is not None:
+            scores = np.asarray(predict_logprobs(x))
+            _send(answers, scores if scores.dtype.str in ("<f4", "<f8") else scores.astype(np.float64))
+
+
+def evaluate_served():
+    """The harness's side: scores the model another process serves and prints the summary."""
     t0 = time.time()
-    train, val = load_splits()
+    with open(os.environ[QUERIES_ENV], "wb") as queries, open(os.environ[ANSWERS_ENV], "rb") as answers:
+
+        def answer():
+            reply = _receive(answers)
+            if reply is None:
+                raise EOFError("the model stopped answering (see its output above)")
+            return reply
+
+        hello = answer()
+        if hello.shape != (1,) or hello.dtype != np.int64:
+            raise ValueError(f"the model's first message must be its context length, got {hello!r}")
+
+        def predict(x):
+            _send(queries, x)
+            return answer()
+
+        val_bpb = evaluate_bpb(predict, int(hello[0]))
+        # Printed before the pipes close: once they do, the model exits, and the worker soon stops waiting.
+        print("---")
+        print(f"val_bpb:          {val_bpb:.6f}")
+        print(f"eval_seconds:     {time.time() - t0:.2f}", flush=True)
+
+
+# ---------------------------------------------------------------------------
+# CLI: build the cache and print a grep-able summary, or evaluate
+# ---------------------------------------------------------------------------
+
+
+def main(argv):
+    t0 = time.time()
+    if argv == ["--evaluate"]:
+        evaluate_served()
+        return 0
+    if argv:
+        print(f"prepare.py: unknown arguments {argv} (use none, or --evaluate)", file=sys.stderr)
+        return 2
+    train, val = load_train(), load_val()
     meta = _read_meta()
     print(f"cache_dir:     {CACHE_DIR}")
+    print(f"val_dir:       {VAL_DIR}")
     print(f"corpus_bytes:  {meta['corpus_bytes']}")
     print(f"train_bytes:   {len(train)}")
     print(f"val_bytes:     {len(val)}")
     print(f"eval_bytes:    {EVAL_BYTES}")
     print(f"corpus_digest: {meta['corpus_digest']}")
     print(f"seconds:       {time.time() - t0:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -7,7 +7,14 @@ them through two ReLU hidden layers, and predict the next byte with a softmax
 over 256 values. Forward and backward passes are written by hand in numpy,
 optimised with AdamW, everything in float32. No torch, no GPU.
 
-    python train.py        # AUTORESEARCH_TIME_BUDGET seconds of training, then eval
+    python train.py        # AUTORESEARCH_TIME_BUDGET seconds of training; saves model.npz
+
+The training never sees the validation split. The harness scores the saved
+model afterwards: it runs this same command again with the evaluation's pipes
+set (prepare.serving()), and this file then loads model.npz and answers the
+scorer's queries (prepare.serve) instead of training. Keep that path working
+when you change the model, and print no val_bpb of your own: the harness's
+number is the score, and a different one printed here is a crash.
 """
 
 import math
@@ -44,14 +51,15 @@ INIT_STD = 1.4  # scale on the 1/sqrt(fan_in) weight init (~sqrt(2) suits ReLU)
 
 t_start = time.time()
 time_budget = float(os.environ.get("AUTORESEARCH_TIME_BUDGET", "20"))  # seconds
-seed = 1337
+seed = int(os.environ.get("AUTORESEARCH_SEED", "1337"))  # repeats of one commit differ by it alone
+model_file = "model.npz"  # the trained parameters, for the harness's evaluation
 rng = np.random.default_rng(seed)
 
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
 
-train_data, _ = prepare.load_splits()
+train_data = prepare.load_train()
 offsets = np.arange(-CONTEXT, 0)
 
 
@@ -140,6 +148,13 @@ def predict_logprobs(x):
     return forward(x)[0]
 
 
+if prepare.serving():  # the harness's evaluation: answer it with the saved model, train nothing
+    with np.load(model_file) as saved:
+        params.update({name: saved[name] for name in params})
+    prepare.serve(predict_logprobs, CONTEXT)
+    sys.exit(0)
+
+
 # ---------------------------------------------------------------------------
 # Optimiser: AdamW with warmup and linear decay over the time budget
 # ---------------------------------------------------------------------------
@@ -213,13 +228,12 @@ while True:
 training_seconds = time.time() - t_train
 
 # ---------------------------------------------------------------------------
-# Evaluation and summary
+# Save and summarise (the harness's evaluation adds val_bpb)
 # ---------------------------------------------------------------------------
 
-val_bpb = prepare.evaluate_bpb(predict_logprobs, CONTEXT)
+np.savez(model_file, **params)
 peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 print("---")
-print(f"val_bpb:          {val_bpb:.6f}")
 print(f"training_seconds: {training_seconds:.1f}")
 print(f"total_seconds:    {time.time() - t_start:.1f}")
 print(f"peak_vram_mb:     {0.0:.1f}")
