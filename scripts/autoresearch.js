@@ -7,6 +7,6 @@ const compiled = freshCli();
 if (compiled) {
   require(compiled);
 } else {
-  require('tsx/cjs');
-  require('./cli.ts');
+  // tsx's loader, as `node --import tsx` runs it: hooks for require() and for the verbs' import().
+  import('tsx').then(() => require('./cli.ts'));
 }

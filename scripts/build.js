@@ -18,6 +18,7 @@ const ROOT_FILES = ['program.md']; // read beside the compiled code through __di
 const RECIPE_FILES = ['tsconfig.json', 'scripts/build.js']; // a change to how we build rebuilds too
 const SKIPPED = new Set(['__pycache__', 'node_modules']);
 const STALE_LOCK_MS = 60_000; // a build takes about a second: an older lock was left by a killed process
+const WAIT_FOR_BUILD_MS = 20_000; // another process building the same sources: wait for it, up to this
 
 /** Every file under the source folders, sorted: .ts files are compiled, the rest linked. */
 function sourceFiles() {
@@ -71,6 +72,20 @@ function lock() {
   }
 }
 
+/**
+ * Takes the lock, waiting while another process (several CLI calls started at once) builds; false
+ * when that one finished our build meanwhile, or the wait ran out.
+ */
+function waitForLock(digest) {
+  const deadline = Date.now() + WAIT_FOR_BUILD_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (!lock()) {
+    if (readStamp() === digest || Date.now() > deadline) return false;
+    Atomics.wait(pause, 0, 0, 50); // a synchronous sleep: the CLI cannot start before its build exists
+  }
+  return true;
+}
+
 /** Writes a complete build of `snap` in a fresh folder, then swaps it in: readers never see half a build. */
 function writeBuild(snap) {
   const esbuild = require('esbuild');
@@ -108,7 +123,7 @@ function freshCli() {
   try {
     const snap = snapshot();
     if (readStamp() === snap.digest) return join(CURRENT, 'scripts', 'cli.js');
-    if (!lock()) return null;
+    if (!waitForLock(snap.digest)) return readStamp() === snap.digest ? join(CURRENT, 'scripts', 'cli.js') : null;
     try {
       if (readStamp() !== snap.digest) writeBuild(snap);
     } finally {

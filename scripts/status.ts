@@ -72,7 +72,13 @@ async function laneBeat(client: Client, lane: InFlight, own: Map<string, Beat>):
   const id = trainingActivityId(lane.id);
   if (own.has(id)) return own.get(id);
   const child = await describeOrNull(client, experimentWorkflowId(lane.id));
-  return child ? beatsOf(child).get(id) : undefined;
+  return child ? trainingBeat(beatsOf(child), lane.id) : undefined;
+}
+
+/** The beat of an experiment's training: its first, or a repeat (the baseline's repeats, a confirmation run). */
+function trainingBeat(beats: Map<string, Beat>, experimentId: string): Beat | undefined {
+  const first = trainingActivityId(experimentId);
+  return beats.get(first) ?? [...beats.entries()].find(([id]) => id.startsWith(`${first}-`))?.[1];
 }
 
 /**
@@ -139,7 +145,7 @@ async function lanesFromServer(client: Client, tag: string, description: Descrip
     const child = await describeOrNull(client, run.workflowId);
     const summary = (await child?.staticSummary().catch(() => undefined)) ?? '';
     const phase = run.typedSearchAttributes.get(EXPERIMENT_STATUS) === 'deciding' ? 'deciding' : 'training';
-    const heartbeat = child ? (beatsOf(child).get(trainingActivityId(id))?.heartbeat ?? null) : null;
+    const heartbeat = child ? (trainingBeat(beatsOf(child), id)?.heartbeat ?? null) : null;
     trainings.push({ id, phase, description: summary.replace(`${id}: `, ''), heartbeat });
   }
   return [...trainings.sort((a, b) => a.id.localeCompare(b.id, undefined, { numeric: true })), ...proposals];
@@ -204,8 +210,14 @@ export async function fetchStatus(client: Client, tag: string, now = Date.now())
 
 /** `status --json`: the documented object; `reason`, `warnings` and `stale` only when there is something to say. */
 export function statusJson(view: StatusView): string {
-  const { tag, workflowId, state, experimentsDone, experimentsKept, best, inFlight, reason, warnings, stale } = view;
-  const extra = { ...(reason ? { reason } : {}), ...(warnings?.length ? { warnings } : {}), ...(stale ? { stale } : {}) };
+  const { tag, workflowId, state, experimentsDone, experimentsKept, best, inFlight, reason, warnings, noise, verdict, stale } = view;
+  const extra = {
+    ...(reason ? { reason } : {}),
+    ...(warnings?.length ? { warnings } : {}),
+    ...(noise ? { noise } : {}),
+    ...(verdict ? { verdict } : {}),
+    ...(stale ? { stale } : {}),
+  };
   return JSON.stringify({ tag, workflowId, state, experimentsDone, experimentsKept, best, inFlight, ...extra });
 }
 

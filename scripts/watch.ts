@@ -92,6 +92,8 @@ export function renderWatch(view: StatusView, width = DEFAULT_WATCH_WIDTH, now =
     ...(view.stale ? staleLines(view.stale, w, now) : []),
     clip(`best val_bpb: ${best}`, w),
     clip(`experiments:  ${view.experimentsDone} done, ${view.experimentsKept} kept${view.tokensUsed ? `, ${view.tokensUsed} tokens` : ''}`, w),
+    ...(view.noise ? [clip(`noise:        σ ${formatScore(view.noise.sigma)} val_bpb between runs of one commit (${view.noise.runs} trainings)`, w)] : []),
+    ...(view.verdict ? wrapped('verdict:      ', view.verdict, w) : []),
     ...(view.warnings ?? []).flatMap((warning) => wrapped('warning:      ', warning, w)),
     '',
   ];

@@ -292,7 +292,8 @@ function printBoundary(o: Outcome, opts: Options): void {
 /** Against a run waiting for its baseline's slot (no GPU worker holds its repo): `status` queries a live run. */
 async function printCli(env: TestWorkflowEnvironment, python: string, repos: string[]): Promise<void> {
   const config = await benchRun('cli-probe', 0, python, repos);
-  await startRun(async () => env.client, { ...config, timeoutMs: 60_000, budgetSeconds: 1, parallel: 1, maxExperiments: 2 });
+  const probe = { ...config, timeoutMs: 60_000, budgetSeconds: 1, parallel: 1, maxExperiments: 2 };
+  await startRun(async () => env.client, probe);
   const latencies: Latency[] = await cliLatency(env.address, config.tag, CLI_RUNS);
   await env.client.workflow.getHandle(workflowIdFor(config.tag)).terminate('bench: CLI latency measured');
   console.log('');

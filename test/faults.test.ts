@@ -160,7 +160,10 @@ test('the control worker SIGKILLed while proposing, committing and recording: ea
   }
   const view = await result(tag);
   assert.equal(view.state, 'completed');
-  assert.equal(view.experimentsKept, 4);
+  assert.equal(view.experimentsDone, 4);
+  // Every candidate beats the last, but one that trained while a killed worker held up its parent's row may have
+  // trained on a parent overtaken meanwhile: then it is queued again, not kept (the branch only fast-forwards).
+  assert.ok(view.experimentsKept >= 3, `${view.experimentsKept} kept`);
   await assertConsistent(repo, tag, 4);
 });
 

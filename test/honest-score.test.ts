@@ -76,6 +76,7 @@ async function until(check: () => boolean, ms: number): Promise<boolean> {
 }
 
 const saved = process.env.AUTORESEARCH_CACHE;
+let base: string;
 let cache: string;
 let repo: string;
 let slot: Slot;
@@ -83,7 +84,7 @@ let honest: TrainingResult;
 
 before(async () => {
   assert.ok(findBwrap(), 'bubblewrap is installed (npm test provisions it: apt-get install bubblewrap)');
-  const base = mkdtempSync(join(tmpdir(), 'autoresearch-honest-'));
+  base = mkdtempSync(join(tmpdir(), 'autoresearch-honest-'));
   cache = join(base, 'cache');
   process.env.AUTORESEARCH_CACHE = cache; // this file's own data: init prepares it, the boxes show it
   repo = await initRepo('tiny', join(base, 'repo'), () => {});
@@ -93,6 +94,7 @@ before(async () => {
 after(() => {
   if (saved === undefined) delete process.env.AUTORESEARCH_CACHE;
   else process.env.AUTORESEARCH_CACHE = saved;
+  rmSync(base, { recursive: true, force: true });
 });
 
 describe('the shipped tiny target, scored by the harness', () => {
@@ -205,6 +207,19 @@ stolen = steal()
     assert.match(result.logTail, /=== the model answering it: python train\.py \(exit code 1\) ===\nmodel\.npz has no layer w4/);
     assert.equal(result.metrics.val_bpb, undefined);
     assert.ok(result.metrics.eval_seconds >= 0);
+  });
+});
+
+describe('the declaration', () => {
+  test('autoresearch.json is the harness: a training asking to edit it is refused, and an evaluate that is no command is named', async () => {
+    const edited = { ...inputFor(repo, SHIPPED_TRAIN), files: { 'train.py': SHIPPED_TRAIN, 'autoresearch.json': '{}' } };
+    const { result } = await trainOnce(slot, edited);
+    assert.equal(result.problem, 'refused: files names "autoresearch.json", the harness\'s configuration, not an editable file');
+
+    const odd = await makeRepo({ 'train.py': 'print("---"); print("val_bpb: 1.0")\n', 'autoresearch.json': '{ "evaluate": 3 }\n' });
+    const { result: named } = await trainOnce({ ...slot, checkout: odd }, inputFor(odd, 'print("---"); print("val_bpb: 1.0")\n', 'python3 train.py'));
+    assert.equal(named.problem, 'autoresearch.json: "evaluate" must be a command, e.g. "python prepare.py --evaluate"');
+    assert.equal(named.exitCode, null, 'nothing ran');
   });
 });
 

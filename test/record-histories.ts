@@ -10,7 +10,7 @@ import { createControlWorker } from '../activities/worker';
 import { createGpuWorker } from '../gpu-worker/worker';
 import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows';
 import { startRun } from '../scripts/runs';
-import { workflowIdFor, type RunConfig } from '../workflows/types';
+import { experimentWorkflowId, morningWorkflowId, workflowIdFor, type RunConfig } from '../workflows/types';
 import { answer, fakeOpenAI } from './fake-openai';
 import { BEHAVIOUR_SCRIPT, devServer, makeRepo, waitFor } from './helpers';
 
@@ -34,14 +34,18 @@ async function main(): Promise<void> {
     const executions = await collect(env.client.workflow.list({ query: `WorkflowId = "${workflowIdFor(name)}"` }));
     const runs = executions.sort((a, b) => a.startTime.getTime() - b.startTime.getTime()).map((e) => e.runId);
     for (const [i, runId] of runs.entries()) {
-      const history = await env.client.workflow.getHandle(workflowIdFor(name), runId).fetchHistory();
-      const file = join(OUT, runs.length === 1 ? `${name}.json` : `${name}-${i + 1}.json`);
-      await writeFile(file, historyToJSON(history));
-      console.log(`${file}: ${history.events?.length} events`);
+      await save(runs.length === 1 ? name : `${name}-${i + 1}`, workflowIdFor(name), runId);
     }
   }
 
+  async function save(file: string, workflowId: string, runId?: string) {
+    const history = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
+    await writeFile(join(OUT, `${file}.json`), historyToJSON(history));
+    console.log(`${file}.json: ${history.events?.length} events`);
+  }
+
   await record('decisions', { 'train.py': BEHAVIOUR_SCRIPT }, { maxExperiments: 7 });
+  await save('experiment', experimentWorkflowId('decisions-2')); // one experiment's own workflow
 
   const crashesAt3 = 'LR = 0.1  # lr\nimport os, time\ntime.sleep(0.5)\nassert not os.environ["AUTORESEARCH_EXPERIMENT_ID"].endswith("-3"), "experiment 3 crashes"\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n';
   await record('paused-stopped', { 'train.py': crashesAt3 }, { parallel: 2 }, async (tag) => {
@@ -57,7 +61,12 @@ async function main(): Promise<void> {
 
   const SCORE = `python3 -c "import hashlib; h = hashlib.md5(open('train.py', 'rb').read()).hexdigest(); print('---'); print('val_bpb:', 1 + int(h[:6], 16) / 1e8)"`;
   const knobs = ['A', 'B', 'C', 'D', 'E', 'F'].map((k, i) => `${k} = ${i + 2}  # knob ${k}`).join('\n') + '\n';
-  await record('continued', { 'train.py': knobs }, { command: SCORE, maxExperiments: 103, parallel: 2 });
+  await record('continued', { 'train.py': knobs }, { command: SCORE, maxExperiments: 14, parallel: 2, experimentsPerHistory: 6 });
+
+  // Seeded noise: the baseline's repeats measure σ, a near-tie is confirmed, and the run ends with its verdict.
+  const noisy = `A = 1  # does little\nB = 1  # does a lot\nimport os, random\nnoise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, 0.001)\nprint("---")\nprint(f"val_bpb: {1 - 0.001 * A - 0.05 * B + noise:.6f}")\n`;
+  await record('noise', { 'train.py': noisy }, { maxExperiments: 6, parallel: 2, baselineRuns: 3, verifyRuns: 2 });
+  await save('verify', morningWorkflowId('noise', 'verify'));
 
   fake.script.push(
     { content: 'not json at all' }, { content: 'still not' }, { content: 'nope' }, // a proposer failure

@@ -17,13 +17,20 @@ const HISTORIES = join(__dirname, 'fixtures', 'histories');
 const load = (file: string) => historyFromJSON(JSON.parse(readFileSync(join(HISTORIES, file), 'utf8')));
 const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json')).sort();
 
-test('the recorded histories cover decisions, a pause, a stop, a crash, the llm proposer and continue-as-new', () => {
-  assert.deepEqual(files, ['continued-1.json', 'continued-2.json', 'decisions.json', 'llm.json', 'paused-stopped.json']);
+test('the recorded histories cover decisions, a pause, a stop, a crash, the llm proposer, continue-as-new, noise and the verdict', () => {
+  assert.deepEqual(files, [
+    'continued-1.json', 'continued-2.json', 'continued-3.json', 'decisions.json', 'experiment.json', 'llm.json', 'noise.json',
+    'paused-stopped.json', 'verify.json',
+  ]);
   const { EventType } = temporal.api.enums.v1;
-  const count = (file: string, type: temporal.api.enums.v1.EventType) => load(file).events!.filter((e) => e.eventType === type).length;
-  assert.equal(count('continued-1.json', EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW), 1);
-  assert.equal(count('paused-stopped.json', EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED), 3, 'pause, resume, stop');
-  assert.ok(count('paused-stopped.json', EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED) > 0, 'stop cancelled a training');
+  const events = (file: string, type: temporal.api.enums.v1.EventType) => load(file).events!.filter((e) => e.eventType === type);
+  assert.equal(events('continued-1.json', EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW).length, 1);
+  const signals = events('paused-stopped.json', EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED).map((e) => e.workflowExecutionSignaledEventAttributes!.signalName);
+  assert.deepEqual(signals.filter((name) => name !== 'trained'), ['pause', 'resume', 'stop']);
+  assert.ok(events('paused-stopped.json', EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED).length > 0, 'stop cancelled a training');
+  assert.ok(events('decisions.json', EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED).length === 7, 'one child per experiment');
+  const repeats = events('noise.json', EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes!.signalName === 'repeat');
+  assert.ok(repeats.length > 0, 'a near-tie was confirmed');
 });
 
 for (const file of files) {

@@ -222,7 +222,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   function whyNoProposal(): string | null {
     if (whyEnding() !== null || proposalsOver || run.paused || boundaryReached()) return 'not now';
     if (config.untilMs !== undefined && Date.now() + run.proposalMs + config.timeoutMs > config.untilMs) return 'too late';
-    if (config.maxTokensTotal !== undefined && tokenAllowance()! < MIN_TOKEN_ALLOWANCE) {
+    if (config.maxTokensTotal !== undefined && unreservedTokens()! < MIN_TOKEN_ALLOWANCE) {
       // Spent for good once no proposal in flight can hand back part of its allowance.
       if (proposing.size === 0) proposalsOver = `token budget of ${config.maxTokensTotal} reached`;
       return 'budget';
@@ -369,10 +369,17 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     }
   }
 
-  function tokenAllowance(): number | undefined {
+  /** The budget no proposal in flight has reserved: a proposal may spend only its allowance. */
+  function unreservedTokens(): number | undefined {
     if (config.maxTokensTotal === undefined) return undefined;
     const reserved = [...proposing.values()].reduce((sum, p) => sum + (p.allowance ?? 0), 0);
     return config.maxTokensTotal - run.tokensUsed - reserved;
+  }
+
+  /** A share of what is left, so proposals in flight together all get some; the total never exceeds the budget. */
+  function tokenAllowance(): number | undefined {
+    const left = unreservedTokens();
+    return left === undefined ? undefined : Math.min(left, Math.max(MIN_TOKEN_ALLOWANCE, Math.floor(left / (ahead() + 1))));
   }
 
   // ---- training -----------------------------------------------------------------------------------

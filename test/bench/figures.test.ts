@@ -34,7 +34,7 @@ test('slots that never trained yet count as idle from the first start but make n
   assert.equal(busyFraction(trainings, 4), 50 / 80);
 });
 
-test('a start a hair before the previous end, from two processes reading one clock, is still that slot\'s next training', () => {
+test('a start a hair before the previous end (two processes reading one clock) still follows it on that slot', () => {
   assert.deepEqual(slotGaps([at(0, 10), at(9.99, 20)], 1).gaps, [0]);
 });
 

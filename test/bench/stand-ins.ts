@@ -59,9 +59,10 @@ function thinkSecondsOf(body: string): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** A small deterministic generator: the same night proposes the same knobs, run after run. */
-function generator(seed: number): () => number {
-  let state = seed >>> 0;
+/** A small deterministic generator, seeded by a run's name (FNV-1a): a run proposes the same knobs, bench after bench. */
+function generator(name: string): () => number {
+  let state = 0x811c9dc5;
+  for (const c of name) state = Math.imul(state ^ c.charCodeAt(0), 0x01000193) >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = Math.imul(state ^ (state >>> 15), 1 | state);
@@ -80,9 +81,16 @@ function bestTrainPy(request: Recorded): string | null {
   return null;
 }
 
-/** The model: one knob of the best version set to another value, as a search/replace of its line. */
-function turnAKnob(random: () => number) {
+/**
+ * The model: one knob of the best version set to another value, as a search/replace of its line.
+ * Each run draws from its own generator, so runs side by side do not change each other's knobs.
+ */
+function turnAKnob() {
+  const generators = new Map<string, () => number>();
   return (request: Recorded): Reply => {
+    const run = request.body.messages.map((m) => /bench run (\S+)/.exec(m.content)?.[1]).find(Boolean) ?? '';
+    if (!generators.has(run)) generators.set(run, generator(run));
+    const random = generators.get(run)!;
     const file = bestTrainPy(request);
     const lines = [...(file ?? '').matchAll(/^([A-H]) = (\d+)\b.*$/gm)];
     if (lines.length === 0) {
@@ -104,9 +112,9 @@ export interface ThinkingModel {
  * test/fake-openai.ts answers at once; the bench needs a model that thinks. A front server holds each
  * request for its run's think time, then passes it through, streamed answers included.
  */
-export async function thinkingModel(seed = 1): Promise<ThinkingModel> {
+export async function thinkingModel(): Promise<ThinkingModel> {
   const fake: FakeOpenAI = await fakeOpenAI();
-  fake.fallback = turnAKnob(generator(seed));
+  fake.fallback = turnAKnob();
   const upstream = new URL(fake.baseURL);
   const waiting = new Set<NodeJS.Timeout>();
   const forward = (req: IncomingMessage, body: Buffer, res: ServerResponse) => {

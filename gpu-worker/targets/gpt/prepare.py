@@ -64,7 +64,8 @@ ENWIK8_TRAIN = 90_000_000  # the customary split: 90M train, 5M validation, 5M t
 ENWIK8_VAL = 5_000_000
 CACHE_ROOT = os.path.expanduser(os.environ.get("AUTORESEARCH_CACHE", "~/.cache/autoresearch"))
 DATA_DIR = os.path.join(CACHE_ROOT, "gpt-data")  # directory: one sub-directory per dataset, plus `active`
-VAL_DIR = os.path.join(CACHE_ROOT, "validation", "gpt-data")  # directory: each dataset's val.bin, hidden from trainings
+# directory: each dataset's val.bin, in a sub-directory named like its data; hidden from trainings
+VAL_DIR = os.path.join(CACHE_ROOT, "validation", "gpt-data")
 FORMAT_VERSION = 2  # integer: bump to invalidate caches built by older code (1: val.bin beside train.bin)
 QUERIES_ENV = "AUTORESEARCH_EVAL_QUERIES"  # pipe: the scorer's windows, to the model
 ANSWERS_ENV = "AUTORESEARCH_EVAL_ANSWERS"  # pipe: the model's logits, to the scorer
@@ -292,7 +293,9 @@ def _load(name, index, size_key):
             except OSError:
                 pass
         if name == "enwik8":
-            raise RuntimeError("the enwik8 cache is missing or damaged: run `python prepare.py --download` (online) or `--local`")
+            raise RuntimeError(
+                "the enwik8 cache is missing or damaged: run `python prepare.py --download` (online) or `--local`"
+            )
         try:
             meta = build_cache(name)
         except OSError as e:
@@ -501,7 +504,8 @@ def main(argv):
         return 0
     unknown = flags - {"--download", "--local", "--rebuild"}
     if unknown:
-        print(f"prepare.py: unknown option {sorted(unknown)[0]} (use --download, --local, --rebuild or --evaluate)", file=sys.stderr)
+        options = "--download, --local, --rebuild or --evaluate"
+        print(f"prepare.py: unknown option {sorted(unknown)[0]} (use {options})", file=sys.stderr)
         return 2
     t0 = time.time()
     if "--download" in flags or os.environ.get("AUTORESEARCH_GPT_DOWNLOAD") == "1":
