@@ -2,6 +2,7 @@
 // (`autoresearch-<tag>.verify`, `autoresearch-<tag>.ablate`) and awaited, so a restart loses nothing.
 import { WorkflowNotFoundError, defaultPayloadConverter, type Client } from '@temporalio/client';
 import { ablateWorkflow, verifyWorkflow } from '../workflows';
+import type { MorningInput } from '../workflows/morning';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
 import { CONTROL_QUEUE, morningWorkflowId, workflowIdFor, type Ablation, type RunConfig, type Verdict } from '../workflows/types';
 import { parseTag } from './args';
@@ -26,27 +27,25 @@ async function studyConfig(client: Client, tag: string): Promise<RunConfig> {
   return defaultPayloadConverter.fromPayload<RunConfig>(payload);
 }
 
-export async function verifyRun(client: Client, tag: string, runs: number): Promise<Verdict> {
+const ASK = {
+  verify: { workflow: verifyWorkflow, what: 'baseline and best' },
+  ablate: { workflow: ablateWorkflow, what: 'the best without each kept change' },
+} as const;
+
+/** Starts `question` beside the study and waits for its answer (a second call for a tag asks again). */
+async function ask(client: Client, tag: string, question: keyof typeof ASK, runs: number): Promise<unknown> {
   const config = await studyConfig(client, tag);
-  return client.workflow.execute(verifyWorkflow, {
-    workflowId: morningWorkflowId(config.tag, 'verify'),
+  return client.workflow.execute<(input: MorningInput) => Promise<unknown>>(ASK[question].workflow, {
+    workflowId: morningWorkflowId(config.tag, question),
     taskQueue: CONTROL_QUEUE,
     args: [{ config, runs }],
-    typedSearchAttributes: [{ key: RESEARCH_TAG, value: `${config.tag}.verify` }],
-    staticSummary: `verify ${config.tag}: baseline and best, ${runs} runs each`,
+    typedSearchAttributes: [{ key: RESEARCH_TAG, value: `${config.tag}.${question}` }],
+    staticSummary: `${question} ${config.tag}: ${ASK[question].what}, ${runs} runs each`,
   });
 }
 
-export async function ablateRun(client: Client, tag: string, runs: number): Promise<Ablation> {
-  const config = await studyConfig(client, tag);
-  return client.workflow.execute(ablateWorkflow, {
-    workflowId: morningWorkflowId(config.tag, 'ablate'),
-    taskQueue: CONTROL_QUEUE,
-    args: [{ config, runs }],
-    typedSearchAttributes: [{ key: RESEARCH_TAG, value: `${config.tag}.ablate` }],
-    staticSummary: `ablate ${config.tag}: the best without each kept change, ${runs} runs each`,
-  });
-}
+export const verifyRun = (client: Client, tag: string, runs: number): Promise<Verdict> => ask(client, tag, 'verify', runs) as Promise<Verdict>;
+export const ablateRun = (client: Client, tag: string, runs: number): Promise<Ablation> => ask(client, tag, 'ablate', runs) as Promise<Ablation>;
 
 /** The ablation as a person reads it: one line per kept change. */
 export function ablationLines(ablation: Ablation): string[] {

@@ -1,5 +1,6 @@
 // Shared fixtures for the integration tests: a real dev server, real git repos, the real CLI.
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { after, before } from 'node:test';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { createGpuWorker, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { quietWorkerLogs } from '../scripts/connect';
 import { temporalCli } from '../scripts/provision';
+import { fakeOpenAI, type FakeOpenAI } from './fake-openai';
 
 export const ROOT = join(__dirname, '..');
 export const CLI = join(ROOT, 'scripts', 'autoresearch.js');
@@ -114,3 +116,18 @@ elif outcome != "missing":
 print("training_seconds: 0.1")
 print("peak_vram_mb:     2048.0")
 `;
+
+/** A dev server and a local OpenAI-compatible server for one test file, handed to `use` and torn down after it. */
+export function withServers(use: (env: TestWorkflowEnvironment, fake: FakeOpenAI) => void, apiKey?: string): void {
+  let env: TestWorkflowEnvironment | undefined;
+  let fake: FakeOpenAI | undefined;
+  before(async () => {
+    env = await devServer();
+    fake = await fakeOpenAI(apiKey);
+    use(env, fake);
+  });
+  after(async () => {
+    await fake?.close();
+    await closeDevServer(env);
+  });
+}

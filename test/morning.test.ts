@@ -1,6 +1,6 @@
 // The morning's questions, on a night whose truth is known: raising X is worth 0.10, raising Y 0.05,
 // raising X further 0.02, and every training adds seeded noise of σ = 0.002.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readFile } from 'node:fs/promises';
@@ -10,8 +10,8 @@ import { startRun } from '../scripts/runs';
 import { ablateWorkflow } from '../workflows';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
 import { CONTROL_QUEUE, morningWorkflowId, workflowIdFor, type Ablation, type Interval, type RunConfig, type StatusView, type Verdict } from '../workflows/types';
-import { answer, fakeOpenAI, type FakeOpenAI, type Reply } from './fake-openai';
-import { closeDevServer, devServer, makeRepo, runWorkers } from './helpers';
+import { answer, type FakeOpenAI, type Reply } from './fake-openai';
+import { withServers, makeRepo, runWorkers } from './helpers';
 
 const TRAIN = `X = 4  # worth 0.10 at 8, 0.12 at 16
 Y = 4  # worth 0.05 at 8
@@ -23,14 +23,7 @@ print(f"val_bpb:          {1.0 - {4: 0, 8: 0.10, 16: 0.12}[X] - 0.05 * (Y == 8) 
 
 let env: TestWorkflowEnvironment;
 let fake: FakeOpenAI;
-before(async () => {
-  env = await devServer();
-  fake = await fakeOpenAI();
-});
-after(async () => {
-  await fake.close();
-  await closeDevServer(env);
-});
+withServers((e, f) => ((env = e), (fake = f)));
 
 const edit = (description: string, search: string, replace: string): Reply => ({
   content: answer(description, [{ path: 'train.py', search, replace }]),

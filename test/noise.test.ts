@@ -1,13 +1,13 @@
 // Keeps you can believe: a run measures its own noise (the baseline trained on several seeds), near-ties
 // are confirmed by another run before they move the branch, and clear wins cost nothing extra.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readRecords } from '../activities/results';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
-import { answer, fakeOpenAI, type FakeOpenAI, type Reply } from './fake-openai';
-import { closeDevServer, devServer, makeRepo, runWorkers } from './helpers';
+import { answer, type FakeOpenAI, type Reply } from './fake-openai';
+import { withServers, makeRepo, runWorkers } from './helpers';
 
 const SIGMA = 0.001;
 // A does nothing; B is worth 5σ; C is worth 20σ. Every training adds seeded noise of σ.
@@ -22,14 +22,7 @@ print(f"val_bpb:          {1.0 - 0.005 * B - 0.020 * C + noise:.6f}")
 
 let env: TestWorkflowEnvironment;
 let fake: FakeOpenAI;
-before(async () => {
-  env = await devServer();
-  fake = await fakeOpenAI();
-});
-after(async () => {
-  await fake.close();
-  await closeDevServer(env);
-});
+withServers((e, f) => ((env = e), (fake = f)));
 
 const set = (name: string, from: number, to: number): Reply => ({
   content: answer(`${name} ${from} -> ${to}`, [{ path: 'train.py', search: `${name} = ${from} `, replace: `${name} = ${to} ` }]),

@@ -1,14 +1,14 @@
 // The pipeline: proposals prepared ahead of the slots, rebased when the best moves, a branch that only
 // fast-forwards under any parallelism, and budgets that hold exactly with proposals in flight.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readRecords } from '../activities/results';
 import { fetchStatus } from '../scripts/status';
 import { startRun, stopRun, pauseRun, resumeRun } from '../scripts/runs';
 import { workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
-import { answer, fakeOpenAI, type FakeOpenAI, type Recorded, type Reply } from './fake-openai';
-import { closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
+import { answer, type FakeOpenAI, type Recorded, type Reply } from './fake-openai';
+import { withServers, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
 
 // Six knobs; moving any of them away from 4 helps, each by its own amount, so parallel candidates race to
 // the branch and a later one often beats an earlier keep that overtook its parent.
@@ -37,14 +37,7 @@ print(f"val_bpb:          {1.0 - 0.1 * (X == 8) - 0.05 * (Y == 8) - 0.01 * (Y ==
 
 let env: TestWorkflowEnvironment;
 let fake: FakeOpenAI;
-before(async () => {
-  env = await devServer();
-  fake = await fakeOpenAI();
-});
-after(async () => {
-  await fake.close();
-  await closeDevServer(env);
-});
+withServers((e, f) => ((env = e), (fake = f)));
 
 function config(repo: string, tag: string, extra: Partial<RunConfig>): RunConfig {
   return {

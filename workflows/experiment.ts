@@ -133,15 +133,20 @@ async function trainAndReport(input: ExperimentInput, commit: string | null, run
 }
 
 /** Training never throws: a dead worker past its retries is a result too. Cancellation does throw. */
-async function train(input: ExperimentInput, commit: string, run: number, seed: number): Promise<TrainingResult> {
-  const gpu = proxyActivities<TrainingActivities>({
-    taskQueue: input.gpuQueue,
-    activityId: trainingActivityId(input.experimentId, run),
-    startToCloseTimeout: input.config.timeoutMs + TRAIN_GRACE_MS,
+/** The training activity on a repo's GPU queue, under a given id (what `status` looks for). */
+export function trainingActivity(gpuQueue: string, activityId: string, timeoutMs: number) {
+  return proxyActivities<TrainingActivities>({
+    taskQueue: gpuQueue,
+    activityId,
+    startToCloseTimeout: timeoutMs + TRAIN_GRACE_MS,
     heartbeatTimeout: HEARTBEAT_TIMEOUT,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, // the process tree is dead before we go on
     retry: { initialInterval: '5 seconds', maximumAttempts: 3 },
-  });
+  }).train;
+}
+
+async function train(input: ExperimentInput, commit: string, run: number, seed: number): Promise<TrainingResult> {
+  const gpu = trainingActivity(input.gpuQueue, trainingActivityId(input.experimentId, run), input.config.timeoutMs);
   const training: TrainingInput = {
     experimentId: input.experimentId,
     seed,
@@ -154,7 +159,7 @@ async function train(input: ExperimentInput, commit: string, run: number, seed: 
   };
   try {
     const what = `train ${commit.slice(0, 7)}${run > 0 ? ` again (run ${run + 1}, seed ${seed})` : ''}`;
-    return await gpu.train.executeWithOptions(summary(input.experimentId, what), [training]);
+    return await gpu.executeWithOptions(summary(input.experimentId, what), [training]);
   } catch (err) {
     if (isCancellation(err)) throw err;
     return failed(`training failed: ${causeOf(err)}`);

@@ -2,18 +2,17 @@
 // `verify` trains the baseline and the best n more times, interleaved, and states the night's gain with a
 // 95% interval; `ablate` trains the best without each kept change and states what each was worth.
 // Every training is an activity in this workflow's history: a crash or restart loses and repeats nothing.
-import { ActivityCancellationType, proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
-import type { TrainingActivities } from '../gpu-worker/training';
 import { crashReason } from './decide';
+import { trainingActivity } from './experiment';
 import { summary } from './failures';
 import { RESEARCH_TAG } from './search-attributes';
 import { difference, estimate } from './stats';
-import { CONTROL_QUEUE, type Ablation, type Arm, type Interval, type RunConfig, type Verdict } from './types';
+import { CONTROL_QUEUE, trainingActivityId, type Ablation, type Arm, type Interval, type RunConfig, type Verdict } from './types';
 import type { MorningSetup } from '../activities/morning';
 
 const SEED_BASE = 900_000; // fresh seeds: the study's own trainings use n·16 + i, far below
-const TRAIN_GRACE_MS = 60_000;
 
 const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
@@ -73,15 +72,6 @@ export async function ablateWorkflow({ config, runs }: MorningInput): Promise<Ab
 async function trainArms(config: RunConfig, setup: MorningSetup, arms: Arm[], runs: number, label: string) {
   const scored = arms.map(() => ({ scores: [] as number[], crashes: 0 }));
   const jobs = Array.from({ length: runs }, (_, round) => arms.map((_, a) => ({ round, a }))).flat();
-  const gpu = (activityId: string) =>
-    proxyActivities<TrainingActivities>({
-      taskQueue: setup.gpuQueue,
-      activityId,
-      startToCloseTimeout: config.timeoutMs + TRAIN_GRACE_MS,
-      heartbeatTimeout: '30 seconds',
-      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { initialInterval: '5 seconds', maximumAttempts: 3 },
-    });
   let next = 0;
   const lane = async () => {
     for (let job = jobs[next++]; job; job = jobs[next++]) {
@@ -92,7 +82,8 @@ async function trainArms(config: RunConfig, setup: MorningSetup, arms: Arm[], ru
         command: config.command, budgetSeconds: config.budgetSeconds, timeoutMs: config.timeoutMs,
       };
       // A training that crashes, or whose worker never answers, is counted and the others go on.
-      const result = await gpu(`${id}-train`).train.executeWithOptions(summary(id, `train ${arm.name}`), [input]).catch(() => null);
+      const train = trainingActivity(setup.gpuQueue, trainingActivityId(id), config.timeoutMs);
+      const result = await train.executeWithOptions(summary(id, `train ${arm.name}`), [input]).catch(() => null);
       if (result && crashReason(result) === null) scored[job.a].scores.push(result.metrics.val_bpb);
       else scored[job.a].crashes++;
       setCurrentDetails(`**${label}** ${config.tag}: ${next}/${jobs.length} trainings started`);
