@@ -15,6 +15,7 @@
 //   --history-size N   the boundary run's continue-as-new interval, experiments (default 4)
 //   --jobs N           runs side by side, each with its own repo and GPU queue (default 2; 1 = one after another)
 //   --no-boundary      skip the continue-as-new run
+//   --no-noise         skip the noisy run (what confirmation runs cost on a night keeping ~15-20%)
 //   --no-cli           skip the CLI latency figures
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
@@ -30,7 +31,7 @@ import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig } from '../workflows/types';
 import { cliLatency, type Latency } from './bench/cli-latency';
 import { busyFraction, busyWithin, median, perSlotHour, slotGaps, type Training } from './bench/figures';
-import { HARNESS_PY, MIN_IMPROVEMENT, TRAIN_PY, programFor, thinkingModel } from './bench/stand-ins';
+import { HARNESS_PY, MIN_IMPROVEMENT, NOISE_SIGMA, NOISY_HARNESS_PY, TRAIN_PY, programFor, thinkingModel } from './bench/stand-ins';
 import { devServer, makeRepo } from './helpers';
 
 const TIMEOUT_ALLOWANCE_S = 60; // a training's hard limit is T plus this: python start-up never times out
@@ -45,6 +46,7 @@ interface Options {
   historySize: number;
   jobs: number;
   boundary: boolean;
+  noise: boolean;
   cli: boolean;
 }
 
@@ -75,7 +77,7 @@ function options(argv: string[]): Options {
       options: {
         quick: { type: 'boolean' }, train: { type: 'string' }, think: { type: 'string' }, slots: { type: 'string' },
         'per-slot': { type: 'string' }, 'history-size': { type: 'string' }, jobs: { type: 'string' },
-        'no-boundary': { type: 'boolean' }, 'no-cli': { type: 'boolean' },
+        'no-boundary': { type: 'boolean' }, 'no-noise': { type: 'boolean' }, 'no-cli': { type: 'boolean' },
       },
     }).values;
   } catch (err) {
@@ -90,18 +92,18 @@ function options(argv: string[]): Options {
     historySize: count('history-size', parsed['history-size'], 4),
     jobs: count('jobs', parsed.jobs, 2),
     boundary: !parsed['no-boundary'],
+    noise: !parsed['no-noise'],
     cli: !parsed['no-cli'],
   };
 }
 
-// Issue 11's line (the extra training time confirmation runs cost on a night keeping ~15%) will be
-// one more scenario: a harness with seeded noise and several baseline runs. Not measured yet.
 interface Scenario {
   label: string; // also the run's tag
   slots: number;
   thinkSeconds: number;
   ahead: 'auto' | 0; // auto: the run's default, enough to keep every slot fed
   historySize?: number;
+  noise?: boolean; // seeded noise, the baseline trained 3 times, near-ties confirmed: what confirmation costs
 }
 
 function scenarios(opts: Options): Scenario[] {
@@ -112,6 +114,10 @@ function scenarios(opts: Options): Scenario[] {
         list.push({ label: `s${slots}-l${thinkSeconds}-ahead-${ahead}`, slots, thinkSeconds, ahead });
       }
     }
+  }
+  if (opts.noise) {
+    const slots = Math.max(...opts.slots);
+    list.push({ label: `noise-s${slots}`, slots, thinkSeconds: 0, ahead: 'auto', noise: true });
   }
   if (opts.boundary) {
     const slots = Math.max(...opts.slots);
@@ -125,6 +131,7 @@ function scenarios(opts: Options): Scenario[] {
 interface Outcome {
   scenario: Scenario;
   trainings: Training[];
+  confirmation: { extraSeconds: number; allSeconds: number; runs: number; trainings: number };
   candidates: number;
   keeps: number;
   crashes: number;
@@ -147,13 +154,15 @@ function pythonExecutable(): string {
 type BaseConfig = Omit<RunConfig, 'timeoutMs' | 'budgetSeconds' | 'parallel'>;
 
 /** A fresh research repo (program.md names the run, so every repo has its own root commit and GPU queue). */
-async function benchRun(label: string, thinkSeconds: number, python: string, repos: string[]): Promise<BaseConfig> {
-  const files = { 'train.py': TRAIN_PY, 'harness.py': HARNESS_PY, 'program.md': programFor(label, thinkSeconds) };
+async function benchRun(label: string, thinkSeconds: number, python: string, repos: string[], noise = false): Promise<BaseConfig> {
+  const harness = noise ? NOISY_HARNESS_PY : HARNESS_PY;
+  const files = { 'train.py': TRAIN_PY, 'harness.py': harness, 'program.md': programFor(label, thinkSeconds) };
   const repo = await makeRepo(files);
   repos.push(repo);
   return {
     tag: label, repo, proposer: 'llm', model: 'bench', editable: ['train.py'], command: `${python} train.py`, seed: 1,
-    minImprovement: MIN_IMPROVEMENT,
+    // Without noise: one training per experiment, so each record times all of its trainings.
+    ...(noise ? { minImprovement: 0, baselineRuns: 3, confirmZ: 2 } : { minImprovement: MIN_IMPROVEMENT, baselineRuns: 1, confirmZ: 0 }),
   };
 }
 
@@ -171,8 +180,15 @@ async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string
   const trainings = records.flatMap(({ metrics: m }) =>
     m.train_start && m.train_end ? [{ start: m.train_start, end: m.train_end }] : []);
   const candidates = records.filter((r) => r.n > 0);
+  const runs = candidates.flatMap((r) => r.runs ?? []);
+  const confirmation = {
+    extraSeconds: candidates.flatMap((r) => (r.runs ?? []).slice(1)).reduce((sum, run) => sum + run.seconds, 0),
+    allSeconds: records.flatMap((r) => r.runs ?? []).reduce((sum, run) => sum + run.seconds, 0),
+    runs: runs.length - candidates.filter((r) => r.runs).length,
+    trainings: records.flatMap((r) => r.runs ?? []).length,
+  };
   return {
-    scenario: s, trainings, candidates: candidates.length, keeps: candidates.filter((r) => r.status === 'keep').length,
+    scenario: s, trainings, confirmation, candidates: candidates.length, keeps: candidates.filter((r) => r.status === 'keep').length,
     crashes: records.filter((r) => r.status === 'crash').length,
     boundaries: s.historySize ? await continueAsNewTimes(env, s.label) : [],
   };
@@ -181,7 +197,7 @@ async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string
 async function runScenario(
   env: TestWorkflowEnvironment, s: Scenario, opts: Options, python: string, repos: string[],
 ): Promise<Outcome> {
-  const base = await benchRun(s.label, s.thinkSeconds, python, repos);
+  const base = await benchRun(s.label, s.thinkSeconds, python, repos, s.noise);
   const config: RunConfig = {
     ...base, timeoutMs: (opts.trainSeconds + TIMEOUT_ALLOWANCE_S) * 1000, budgetSeconds: opts.trainSeconds,
     parallel: s.slots, maxExperiments: opts.perSlot * s.slots,
@@ -289,6 +305,15 @@ function printBoundary(o: Outcome, opts: Options): void {
   console.log(`max_gap_per_slot_s: ${slotGaps(o.trainings, s.slots).maxPerSlot.map((x) => fixed(x, 2)).join(' ')}`);
 }
 
+/** The noisy run: the extra training time confirmation runs cost, against all the night's training. */
+function printNoise(o: Outcome): void {
+  const c = o.confirmation;
+  console.log(`\nnoisy run: ${key(o.scenario)}, σ ${NOISE_SIGMA}, baseline 3 runs, confirm-z 2: ` +
+    `${o.keeps}/${o.candidates} kept (${fixed((100 * o.keeps) / Math.max(1, o.candidates), 0)}%)${o.error ? `, failed: ${o.error}` : ''}`);
+  console.log(`confirmation_runs: ${c.runs} of ${c.trainings} trainings`);
+  console.log(`confirmation_extra_training_fraction: ${fixed(c.extraSeconds / Math.max(1, c.allSeconds), 3)}`);
+}
+
 /** Against a run waiting for its baseline's slot (no GPU worker holds its repo): `status` queries a live run. */
 async function printCli(env: TestWorkflowEnvironment, python: string, repos: string[]): Promise<void> {
   const config = await benchRun('cli-probe', 0, python, repos);
@@ -324,7 +349,8 @@ async function main(): Promise<void> {
     const outcomes = await runAll(order, opts.jobs, (s) => runScenario(env, s, opts, python, repos));
     const byLabel = new Map(outcomes.map((o) => [o.scenario.label, o]));
     console.log('');
-    printTable(list.filter((s) => !s.historySize).map((s) => byLabel.get(s.label)!), opts);
+    printTable(list.filter((s) => !s.historySize && !s.noise).map((s) => byLabel.get(s.label)!), opts);
+    for (const s of list.filter((x) => x.noise)) printNoise(byLabel.get(s.label)!);
     for (const s of list.filter((x) => x.historySize)) printBoundary(byLabel.get(s.label)!, opts);
     if (opts.cli) await printCli(env, python, repos);
     console.log(`\nmodel_calls: ${model.calls()}`);

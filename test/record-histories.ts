@@ -10,7 +10,7 @@ import { createControlWorker } from '../activities/worker';
 import { createGpuWorker } from '../gpu-worker/worker';
 import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows';
 import { startRun } from '../scripts/runs';
-import { experimentWorkflowId, morningWorkflowId, workflowIdFor, type RunConfig } from '../workflows/types';
+import { experimentWorkflowId, morningWorkflowId, workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { answer, fakeOpenAI } from './fake-openai';
 import { BEHAVIOUR_SCRIPT, devServer, makeRepo, waitFor } from './helpers';
 
@@ -56,6 +56,8 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1500));
     await handle.signal(resumeSignal);
     await waitFor('5 done', async () => (await done()) >= 5);
+    const training = async () => ((await handle.query(statusQuery)) as StatusView).inFlight.some((l) => l.phase === 'training');
+    await waitFor('a training in flight', training, 60_000, 20);
     await handle.signal(stopSignal, { cancelInFlight: true });
   });
 

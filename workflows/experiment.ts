@@ -43,6 +43,7 @@ export interface ExperimentInput {
   n: number;
   parent: string | null; // the best when it started training; null for the baseline
   commit: string | null; // the baseline's commit; candidates are committed here, with their Experiment-Id
+  label: string; // the commit its trainings name before its own exists: the proposal's (the same tree)
   description: string;
   files: Record<string, string>;
   harnessDigest: string;
@@ -76,20 +77,24 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
   setHandler(repeatSignal, ({ seed }) => void seeds.push(seed));
   upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'training' }]);
 
-  let commit = input.commit;
-  let cannot: string | null = null; // why no training can run at all
-  try {
-    commit ??= await control.commitCandidate.executeWithOptions(summary(input.experimentId, `commit: ${input.description}`), [
-      { config: input.config, experimentId: input.experimentId, parent: input.parent!, description: input.description, files: input.files },
-    ]);
-  } catch (err) {
-    cannot = isCancellation(err) ? 'cancelled' : `could not commit: ${causeOf(err)}`;
-  }
+  // A training needs the candidate's files, not its commit: it starts at once while the experiment's own
+  // commit (its Experiment-Id) is written, which takes that step off the path from a free slot to a busy one.
+  const state: Committed = { commit: input.commit, cannot: null };
+  const committed = state.commit
+    ? Promise.resolve()
+    : control.commitCandidate
+        .executeWithOptions(summary(input.experimentId, `commit: ${input.description}`), [
+          { config: input.config, experimentId: input.experimentId, parent: input.parent!, description: input.description, files: input.files },
+        ])
+        .then(
+          (commit) => void (state.commit = commit),
+          (err) => void (state.cannot ??= isCancellation(err) ? 'cancelled' : `could not commit: ${causeOf(err)}`),
+        );
   // Train every seed as it comes (the first ones side by side), until the study decides.
   const trainings: Promise<void>[] = [];
   const trainNext = () => {
     const run = started++;
-    trainings.push(trainAndReport(input, commit, run, seeds[run], cannot));
+    trainings.push(trainAndReport(input, run, seeds[run], committed, state));
   };
   try {
     for (;;) {
@@ -99,7 +104,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
     }
   } catch (err) {
     if (!isCancellation(err)) throw err;
-    cannot = 'cancelled';
+    state.cannot = 'cancelled';
     while (started < seeds.length) trainNext(); // each reports itself cancelled
   }
   await CancellationScope.nonCancellable(async () => {
@@ -114,25 +119,31 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
   return final;
 }
 
-/** One training, reported to the study; a cancelled or impossible one is reported as such. */
-async function trainAndReport(input: ExperimentInput, commit: string | null, run: number, seed: number, cannot: string | null): Promise<void> {
+interface Committed {
+  commit: string | null;
+  cannot: string | null; // why its trainings cannot count: cancelled, or no commit could be made
+}
+
+/** One training, reported to the study once the experiment's commit exists; a cancelled one as such. */
+async function trainAndReport(input: ExperimentInput, run: number, seed: number, committed: Promise<void>, state: Committed): Promise<void> {
   let result: TrainingResult;
   try {
-    result = cannot || !commit ? failed(cannot ?? 'no commit') : await train(input, commit, run, seed);
+    result = state.cannot ? failed(state.cannot) : await train(input, input.label, run, seed);
   } catch (err) {
     if (!isCancellation(err)) throw err;
     result = failed('cancelled');
   }
+  await CancellationScope.nonCancellable(() => committed);
+  if (state.cannot && !result.problem) result = failed(state.cannot); // trained, but with no commit to stand for it
   // The study may be between runs (continue-as-new): a signal by workflow id reaches whichever run is current.
   await CancellationScope.nonCancellable(() =>
     getExternalWorkflowHandle(workflowIdFor(input.config.tag))
-      .signal(trainedSignal, { experimentId: input.experimentId, commit, run, result })
+      .signal(trainedSignal, { experimentId: input.experimentId, commit: state.commit, run, result })
       .catch(() => undefined), // the study is gone (terminated): nobody is left to record this
   );
   if (run === 0) upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'deciding' }]);
 }
 
-/** Training never throws: a dead worker past its retries is a result too. Cancellation does throw. */
 /** The training activity on a repo's GPU queue, under a given id (what `status` looks for). */
 export function trainingActivity(gpuQueue: string, activityId: string, timeoutMs: number) {
   return proxyActivities<TrainingActivities>({
@@ -145,6 +156,7 @@ export function trainingActivity(gpuQueue: string, activityId: string, timeoutMs
   }).train;
 }
 
+/** Training never throws: a dead worker past its retries is a result too. Cancellation does throw. */
 async function train(input: ExperimentInput, commit: string, run: number, seed: number): Promise<TrainingResult> {
   const gpu = trainingActivity(input.gpuQueue, trainingActivityId(input.experimentId, run), input.config.timeoutMs);
   const training: TrainingInput = {

@@ -405,7 +405,10 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         const { baseCommit, harnessDigest, gpuQueue } = run.setup;
         child = await startChild(experimentWorkflow, {
           workflowId: experimentWorkflowId(id),
-          args: [{ config, experimentId: id, n, parent, commit: proposal ? null : baseCommit, description, files, harnessDigest, gpuQueue, seeds }],
+          args: [{
+            config, experimentId: id, n, parent, commit: proposal ? null : baseCommit, label: proposal?.commit ?? baseCommit,
+            description, files, harnessDigest, gpuQueue, seeds,
+          }],
           parentClosePolicy: ParentClosePolicy.ABANDON, // it trains and reports even after this run continued as new
           typedSearchAttributes: [{ key: RESEARCH_TAG, value: config.tag }],
           staticSummary: `${id}: ${description}`.slice(0, 200),

@@ -31,6 +31,14 @@ def score(knobs):
     return bpb + jitter
 `;
 
+// The same score with seeded noise in place of the jitter: near-ties that confirmation must settle.
+export const NOISE_SIGMA = 0.002; // bits per byte, about the spread real nights report between seeds
+export const NOISY_HARNESS_PY = HARNESS_PY.replace(
+  '    return bpb + jitter',
+  `    import os, random
+    return bpb + random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, ${NOISE_SIGMA})`,
+);
+
 export const TRAIN_PY = `${[...KNOBS].map((k) => `${k} = 0  # knob ${k.toLowerCase()}`).join('\n')}
 
 import os
