@@ -207,7 +207,7 @@ test('a proposer that can never succeed ends the run with one line instead of lo
   await garbage.ran;
   assert.match((failed.cause as Error).message, /the proposer failed 3 times in a row \(last: .*\)/);
   const records = await readRecords(garbage.repo, garbage.tag);
-  assert.deepEqual(records.map((r) => r.status), ['keep', 'crash', 'crash', 'crash']);
+  assert.deepEqual(records.map((r) => r.status), ['keep', 'crash', 'crash', 'crash'], records.map((r) => r.reason).join('; '));
   fake.fallback = () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' });
 });
 

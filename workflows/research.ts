@@ -481,7 +481,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     if (entry.status === 'keep') run.experimentsKept++;
     run.recent = [...run.recent, { ...entry, logTail: undefined }].slice(-RECENT_KEPT);
     publish(entry);
-    if (launched.n === 0 && entry.status !== 'keep') haltRun(`the baseline did not score (${entry.reason}); fix the research repo and start again`);
+    // Without a baseline nothing in flight can be judged: it is cancelled.
+    if (launched.n === 0 && entry.status !== 'keep') haltRun(`the baseline did not score (${entry.reason}); fix the research repo and start again`, true);
   }
 
   /** A near-tie: one more training on another seed before it is decided. */
@@ -577,9 +578,10 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     tick++;
   }
 
-  function haltRun(reason: string): void {
+  /** The run cannot go on: nothing new starts, what is in flight finishes (or, with `cancel`, is cancelled). */
+  function haltRun(reason: string, cancel = false): void {
     halt ??= reason;
-    stopRun(reason, run.nextNumber <= 1 || run.best === null);
+    stopRun(reason, cancel);
   }
 
   async function finish(reason: string): Promise<StatusView> {
