@@ -14,7 +14,18 @@ import {
   type RunSetup,
 } from '../workflows/types';
 import { applyEdits, describeChange, InvalidAnswer, validateCandidate } from './edits';
-import { blobIdsAt, commitFiles, compareAndSwapRef, deleteRefs, readFileAt, refsUnder, resolve, rootCommit, treeEntries, treeOf } from './git';
+import {
+  blobIdsAt,
+  commitFiles,
+  compareAndSwapRef,
+  deleteRefs,
+  readFileAt,
+  refsUnder,
+  resolve,
+  rootCommit,
+  treeEntries,
+  treeOf,
+} from './git';
 import { harnessDigest } from './harness';
 import { ablationArms, morningSetup, verifyArms, writeMorning } from './morning';
 import { RepoError, branchOf, checkRepo } from './repo';
@@ -47,7 +58,8 @@ export interface RebaseInput {
   edits: Edit[];
 }
 
-export type Rebased = { ok: true; commit: string; files: Record<string, string>; change: string } | { ok: false; reason: string };
+export type Rebased =
+  { ok: true; commit: string; files: Record<string, string>; change: string } | { ok: false; reason: string };
 
 export interface CommitInput {
   config: RunConfig;
@@ -65,7 +77,8 @@ export interface RecordInput {
 
 const candidateRef = (tag: string, id: string) => `${CANDIDATE_REF_PREFIX}${tag}/${id}`;
 // A proposal's ref names its parent too: the same proposal rebased onto a new best is a new commit.
-const proposalRef = (tag: string, key: number, parent: string) => `${CANDIDATE_REF_PREFIX}${tag}/proposals/${key}-${parent.slice(0, 12)}`;
+const proposalRef = (tag: string, key: number, parent: string) =>
+  `${CANDIDATE_REF_PREFIX}${tag}/proposals/${key}-${parent.slice(0, 12)}`;
 const branchRef = (tag: string) => `refs/heads/${BRANCH_PREFIX}${tag}`;
 
 /** Deterministic problems are not retried: a retry would only fail the same way. */
@@ -104,7 +117,14 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
   return input.config.proposer === 'llm' ? proposeByLlm(input) : proposeBySweep(input);
 }
 
-async function proposeByLlm({ config, key, parent, crashed, inFlight, tokenAllowance }: ProposeInput): Promise<Proposal> {
+async function proposeByLlm({
+  config,
+  key,
+  parent,
+  crashed,
+  inFlight,
+  tokenAllowance,
+}: ProposeInput): Promise<Proposal> {
   const records = await userFacing(() => readRecords(config.repo, config.tag));
   return proposeWithLlm({
     config,
@@ -120,20 +140,51 @@ async function proposeByLlm({ config, key, parent, crashed, inFlight, tokenAllow
 async function proposeBySweep({ config, key, parent }: ProposeInput): Promise<Proposal> {
   const files = await readEditable(config, parent);
   const path = config.editable.find((p) => findHyperparameters(files[p]).length > 0);
-  if (!path) return { ok: false, reason: 'no UPPER_CASE = number hyperparameters in the editable files', tokens: 0, final: true };
+  if (!path)
+    return {
+      ok: false,
+      reason: 'no UPPER_CASE = number hyperparameters in the editable files',
+      tokens: 0,
+      final: true,
+    };
   // Every candidate and queued proposal of the run: the sweep never repeats a configuration.
   const candidates = await refsUnder(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/`);
   const tried = new Set(await blobIdsAt(config.repo, candidates, path));
   const change = proposeSweep(files[path], config.seed, key, tried);
-  if (!change) return { ok: false, reason: 'sweep exhausted: every single-parameter step from the best was tried', tokens: 0, final: true };
+  if (!change)
+    return {
+      ok: false,
+      reason: 'sweep exhausted: every single-parameter step from the best was tried',
+      tokens: 0,
+      final: true,
+    };
   const after = { ...files, [path]: change.content };
   const edits = [{ path, ...change.edit }];
-  return { ok: true, description: change.description, files: after, edits, change: describeChange(files, after), tokens: 0 };
+  return {
+    ok: true,
+    description: change.description,
+    files: after,
+    edits,
+    change: describeChange(files, after),
+    tokens: 0,
+  };
 }
 
 /** Commits a validated proposal on its parent, under a ref of its own, so the sweep sees it as tried. */
-export async function commitProposal({ config, key, parent, description, files }: CommitProposalInput): Promise<string> {
-  return commitOnce(config, proposalRef(config.tag, key, parent), parent, files, `${description}\n\nProposal: ${key}\n`);
+export async function commitProposal({
+  config,
+  key,
+  parent,
+  description,
+  files,
+}: CommitProposalInput): Promise<string> {
+  return commitOnce(
+    config,
+    proposalRef(config.tag, key, parent),
+    parent,
+    files,
+    `${description}\n\nProposal: ${key}\n`,
+  );
 }
 
 /** Re-applies a queued proposal's edits on the new best: the same search/replace, validated again. */
@@ -149,7 +200,13 @@ export async function rebaseProposal({ config, key, onto, description, edits }: 
     await deleteRefs(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/proposals/${key}-*`);
     return { ok: false, reason: err.message.split('\n')[0] };
   }
-  const commit = await commitOnce(config, proposalRef(config.tag, key, onto), onto, files, `${description}\n\nProposal: ${key}\n`);
+  const commit = await commitOnce(
+    config,
+    proposalRef(config.tag, key, onto),
+    onto,
+    files,
+    `${description}\n\nProposal: ${key}\n`,
+  );
   return { ok: true, commit, files, change: describeChange(before, files) };
 }
 
@@ -157,7 +214,13 @@ export async function rebaseProposal({ config, key, onto, description, edits }: 
  * A commit of `files` on `parent` at `ref`, made once. A retry finds the ref; a ref holding other content
  * (the repo was reset and the experiment ids reused) is refused by name rather than trained as if it were this.
  */
-async function commitOnce(config: RunConfig, ref: string, parent: string, files: Record<string, string>, message: string): Promise<string> {
+async function commitOnce(
+  config: RunConfig,
+  ref: string,
+  parent: string,
+  files: Record<string, string>,
+  message: string,
+): Promise<string> {
   const commit = await commitFiles(config.repo, parent, files, message);
   const existing = await resolve(config.repo, ref);
   if (existing === null) {
@@ -173,8 +236,20 @@ async function commitOnce(config: RunConfig, ref: string, parent: string, files:
   return existing;
 }
 
-export async function commitCandidate({ config, experimentId, parent, description, files }: CommitInput): Promise<string> {
-  return commitOnce(config, candidateRef(config.tag, experimentId), parent, files, `${description}\n\nExperiment-Id: ${experimentId}\n`);
+export async function commitCandidate({
+  config,
+  experimentId,
+  parent,
+  description,
+  files,
+}: CommitInput): Promise<string> {
+  return commitOnce(
+    config,
+    candidateRef(config.tag, experimentId),
+    parent,
+    files,
+    `${description}\n\nExperiment-Id: ${experimentId}\n`,
+  );
 }
 
 /** The row first, then the branch: a failed move never loses the experiment's row. */
@@ -190,7 +265,13 @@ export async function recordExperiment({ config, record, move }: RecordInput): P
 }
 
 export const controlActivities = {
-  prepareRun, readEditable, propose, commitProposal, rebaseProposal, commitCandidate, recordExperiment,
+  prepareRun,
+  readEditable,
+  propose,
+  commitProposal,
+  rebaseProposal,
+  commitCandidate,
+  recordExperiment,
   morningSetup: (config: RunConfig) => userFacing(() => morningSetup(config)),
   verifyArms,
   ablationArms,

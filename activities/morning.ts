@@ -5,7 +5,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX, experimentId, gpuQueueFor, type Arm, type RunConfig } from '../workflows/types';
+import {
+  BRANCH_PREFIX,
+  CANDIDATE_REF_PREFIX,
+  experimentId,
+  gpuQueueFor,
+  type Arm,
+  type RunConfig,
+} from '../workflows/types';
 import { commitFiles, compareAndSwapRef, git, readFileAt, resolve, rootCommit, treeEntries } from './git';
 import { harnessDigest } from './harness';
 import { RepoError } from './repo';
@@ -28,7 +35,10 @@ async function readFiles(config: RunConfig, commit: string): Promise<Record<stri
 export async function morningSetup(config: RunConfig): Promise<MorningSetup> {
   const baseline = await resolve(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/${experimentId(config.tag, 0)}`);
   const best = await resolve(config.repo, `refs/heads/${BRANCH_PREFIX}${config.tag}`);
-  if (!baseline || !best) throw new RepoError(`${config.repo} has no run ${config.tag} (no baseline ref or branch ${BRANCH_PREFIX}${config.tag})`);
+  if (!baseline || !best)
+    throw new RepoError(
+      `${config.repo} has no run ${config.tag} (no baseline ref or branch ${BRANCH_PREFIX}${config.tag})`,
+    );
   const digest = harnessDigest(await treeEntries(config.repo, baseline), config.editable);
   return { baseline, best, harnessDigest: digest, gpuQueue: gpuQueueFor(await rootCommit(config.repo, baseline)) };
 }
@@ -47,20 +57,36 @@ export async function verifyArms(config: RunConfig, setup: MorningSetup): Promis
  * longer come out cleanly: it is listed with that problem instead of an arm.
  */
 export async function ablationArms(config: RunConfig, setup: MorningSetup): Promise<{ arms: Arm[]; skipped: Arm[] }> {
-  const kept = (await git(config.repo).raw(['rev-list', '--first-parent', '--reverse', `${setup.baseline}..${setup.best}`])).split('\n').filter(Boolean);
+  const kept = (
+    await git(config.repo).raw(['rev-list', '--first-parent', '--reverse', `${setup.baseline}..${setup.best}`])
+  )
+    .split('\n')
+    .filter(Boolean);
   const arms: Arm[] = [{ name: 'best', commit: setup.best, files: await readFiles(config, setup.best) }];
   const skipped: Arm[] = [];
   for (const change of kept) {
     const description = (await git(config.repo).raw(['log', '-1', '--format=%s', change])).trim();
-    const id = (await git(config.repo).raw(['log', '-1', '--format=%(trailers:key=Experiment-Id,valueonly)', change])).trim();
+    const id = (
+      await git(config.repo).raw(['log', '-1', '--format=%(trailers:key=Experiment-Id,valueonly)', change])
+    ).trim();
     const name = `without ${id || change.slice(0, 7)}: ${description}`;
     const files = await revertedFiles(config, setup.best, change);
     if (typeof files === 'string') {
       skipped.push({ name, commit: change, files: {}, change: id || change.slice(0, 7), problem: files });
       continue;
     }
-    const commit = await commitFiles(config.repo, setup.best, files, `ablation: ${setup.best.slice(0, 7)} without ${description}\n`);
-    await compareAndSwapRef(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/ablate/${id || change.slice(0, 12)}`, commit, null);
+    const commit = await commitFiles(
+      config.repo,
+      setup.best,
+      files,
+      `ablation: ${setup.best.slice(0, 7)} without ${description}\n`,
+    );
+    await compareAndSwapRef(
+      config.repo,
+      `${CANDIDATE_REF_PREFIX}${config.tag}/ablate/${id || change.slice(0, 12)}`,
+      commit,
+      null,
+    );
     arms.push({ name, commit, files, change: id || change.slice(0, 7) });
   }
   return { arms, skipped };
@@ -71,7 +97,11 @@ export async function ablationArms(config: RunConfig, setup: MorningSetup): Prom
  * diff is undone by search and replace where its new lines still occur once in the best (so neighbouring
  * later edits do not get in the way); otherwise a three-way merge tries, and a conflict is reported.
  */
-async function revertedFiles(config: RunConfig, best: string, change: string): Promise<Record<string, string> | string> {
+async function revertedFiles(
+  config: RunConfig,
+  best: string,
+  change: string,
+): Promise<Record<string, string> | string> {
   const files: Record<string, string> = {};
   for (const path of config.editable) {
     const current = await readFileAt(config.repo, best, path);
@@ -88,8 +118,14 @@ export function undoHunks(current: string, diff: string): string | null {
   let out = current;
   for (const hunk of diff.split(/^@@.*@@.*$/m).slice(1)) {
     const lines = hunk.split('\n').filter((l) => /^[-+]/.test(l) && !/^(---|\+\+\+) /.test(l));
-    const added = lines.filter((l) => l.startsWith('+')).map((l) => l.slice(1) + '\n').join('');
-    const removed = lines.filter((l) => l.startsWith('-')).map((l) => l.slice(1) + '\n').join('');
+    const added = lines
+      .filter((l) => l.startsWith('+'))
+      .map((l) => l.slice(1) + '\n')
+      .join('');
+    const removed = lines
+      .filter((l) => l.startsWith('-'))
+      .map((l) => l.slice(1) + '\n')
+      .join('');
     if (added === '' || out.split(added).length !== 2) return null; // a pure deletion has nothing to search for
     out = out.replace(added, () => removed);
   }
@@ -105,14 +141,21 @@ async function mergeBack(config: RunConfig, best: string, change: string, path: 
     await writeFile(after, await readFileAt(config.repo, change, path));
     await writeFile(before, await readFileAt(config.repo, `${change}^`, path));
     // git merge-file exits with the number of conflicts.
-    return await promisify(execFile)('git', ['merge-file', '-p', current, after, before]).then(({ stdout }) => stdout, () => null);
+    return await promisify(execFile)('git', ['merge-file', '-p', current, after, before]).then(
+      ({ stdout }) => stdout,
+      () => null,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
 /** verdict.json or ablation.json beside the run's results. */
-export async function writeMorning(config: RunConfig, name: 'verdict.json' | 'ablation.json', value: unknown): Promise<string> {
+export async function writeMorning(
+  config: RunConfig,
+  name: 'verdict.json' | 'ablation.json',
+  value: unknown,
+): Promise<string> {
   const path = join(resultsDir(config.repo, config.tag), name);
   await mkdir(resultsDir(config.repo, config.tag), { recursive: true });
   await writeFile(path, JSON.stringify(value, null, 2) + '\n');

@@ -4,7 +4,14 @@ import { WorkflowNotFoundError, defaultPayloadConverter, type Client } from '@te
 import { ablateWorkflow, verifyWorkflow } from '../workflows';
 import type { MorningInput } from '../workflows/morning';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
-import { CONTROL_QUEUE, morningWorkflowId, workflowIdFor, type Ablation, type RunConfig, type Verdict } from '../workflows/types';
+import {
+  CONTROL_QUEUE,
+  morningWorkflowId,
+  workflowIdFor,
+  type Ablation,
+  type RunConfig,
+  type Verdict,
+} from '../workflows/types';
 import { parseTag } from './args';
 import { UserError } from './errors';
 
@@ -20,7 +27,8 @@ async function studyConfig(client: Client, tag: string): Promise<RunConfig> {
     if (err instanceof WorkflowNotFoundError) throw new UserError(`no run with tag ${tag}`);
     throw err;
   }
-  if (status === 'RUNNING') throw new UserError(`run ${tag} is still running: ask once it has ended (or stop it first)`);
+  if (status === 'RUNNING')
+    throw new UserError(`run ${tag} is still running: ask once it has ended (or stop it first)`);
   const started = (await handle.fetchHistory()).events?.[0]?.workflowExecutionStartedEventAttributes;
   const payload = started?.input?.payloads?.[0];
   if (!payload) throw new UserError(`run ${tag}: its history holds no configuration`);
@@ -44,8 +52,10 @@ async function ask(client: Client, tag: string, question: keyof typeof ASK, runs
   });
 }
 
-export const verifyRun = (client: Client, tag: string, runs: number): Promise<Verdict> => ask(client, tag, 'verify', runs) as Promise<Verdict>;
-export const ablateRun = (client: Client, tag: string, runs: number): Promise<Ablation> => ask(client, tag, 'ablate', runs) as Promise<Ablation>;
+export const verifyRun = (client: Client, tag: string, runs: number): Promise<Verdict> =>
+  ask(client, tag, 'verify', runs) as Promise<Verdict>;
+export const ablateRun = (client: Client, tag: string, runs: number): Promise<Ablation> =>
+  ask(client, tag, 'ablate', runs) as Promise<Ablation>;
 
 /** The ablation as a person reads it: one line per kept change. */
 export function ablationLines(ablation: Ablation): string[] {

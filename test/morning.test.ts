@@ -9,7 +9,16 @@ import { readRecords, resultsDir } from '../activities/results';
 import { startRun } from '../scripts/runs';
 import { ablateWorkflow } from '../workflows';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
-import { CONTROL_QUEUE, morningWorkflowId, workflowIdFor, type Ablation, type Interval, type RunConfig, type StatusView, type Verdict } from '../workflows/types';
+import {
+  CONTROL_QUEUE,
+  morningWorkflowId,
+  workflowIdFor,
+  type Ablation,
+  type Interval,
+  type RunConfig,
+  type StatusView,
+  type Verdict,
+} from '../workflows/types';
 import { answer, type FakeOpenAI, type Reply } from './fake-openai';
 import { withServers, makeRepo, runWorkers } from './helpers';
 
@@ -30,25 +39,48 @@ const edit = (description: string, search: string, replace: string): Reply => ({
 });
 const contains = (i: Interval, x: number) => i.low <= x && x <= i.high;
 
-test('verify states the night\'s gain with an interval, and ablate what each kept change was worth', async () => {
-  fake.script.push(edit('raise X', 'X = 4 ', 'X = 8 '), edit('raise Y', 'Y = 4 ', 'Y = 8 '), edit('raise X more', 'X = 8 ', 'X = 16 '));
+test("verify states the night's gain with an interval, and ablate what each kept change was worth", async () => {
+  fake.script.push(
+    edit('raise X', 'X = 4 ', 'X = 8 '),
+    edit('raise Y', 'Y = 4 ', 'Y = 8 '),
+    edit('raise X more', 'X = 8 ', 'X = 16 '),
+  );
   const repo = await makeRepo({ 'train.py': TRAIN });
   const config: RunConfig = {
-    tag: 'morning', repo, proposer: 'llm', model: 'm', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 20_000,
-    budgetSeconds: 1, parallel: 1, ahead: 0, seed: 11, minImprovement: 0, baselineRuns: 2, maxExperiments: 4, verifyRuns: 3,
+    tag: 'morning',
+    repo,
+    proposer: 'llm',
+    model: 'm',
+    editable: ['train.py'],
+    command: 'python3 train.py',
+    timeoutMs: 20_000,
+    budgetSeconds: 1,
+    parallel: 1,
+    ahead: 0,
+    seed: 11,
+    minImprovement: 0,
+    baselineRuns: 2,
+    maxExperiments: 4,
+    verifyRuns: 3,
   };
   await startRun(async () => env.client, config);
   const finished = env.client.workflow.getHandle(workflowIdFor('morning')).result() as Promise<StatusView>;
   const ablated = finished.then(() =>
     env.client.workflow.execute(ablateWorkflow, {
-      workflowId: morningWorkflowId('morning', 'ablate'), taskQueue: CONTROL_QUEUE, args: [{ config, runs: 3 }],
+      workflowId: morningWorkflowId('morning', 'ablate'),
+      taskQueue: CONTROL_QUEUE,
+      args: [{ config, runs: 3 }],
       typedSearchAttributes: [{ key: RESEARCH_TAG, value: 'morning.ablate' }],
     }),
   );
   await runWorkers(env.nativeConnection, { checkout: repo, slots: 2 }, ablated);
   const view = await finished;
   const records = await readRecords(repo, 'morning');
-  assert.deepEqual(records.map((r) => r.status), ['keep', 'keep', 'keep', 'keep'], records.map((r) => r.reason).join('; '));
+  assert.deepEqual(
+    records.map((r) => r.status),
+    ['keep', 'keep', 'keep', 'keep'],
+    records.map((r) => r.reason).join('; '),
+  );
 
   // The verdict, at the end of the run: in the final status and beside the results.
   const verdict: Verdict = JSON.parse(await readFile(join(resultsDir(repo, 'morning'), 'verdict.json'), 'utf8'));
@@ -58,13 +90,19 @@ test('verify states the night\'s gain with an interval, and ablate what each kep
   assert.equal(verdict.best.n, 3);
   assert.ok(contains(verdict.gain, -0.17), `the true gain −0.17 lies in ${verdict.line}`);
   assert.ok(verdict.gain.high < 0, 'and the interval excludes no gain at all');
-  assert.match(verdict.line, /^baseline 1\.0\d{3} ± 0\.\d{4} → best 0\.83\d{2} ± 0\.\d{4} \(n=3\): −0\.1\d{3} \[−0\.\d{4}, −0\.\d{4}\]$/);
+  assert.match(
+    verdict.line,
+    /^baseline 1\.0\d{3} ± 0\.\d{4} → best 0\.83\d{2} ± 0\.\d{4} \(n=3\): −0\.1\d{3} \[−0\.\d{4}, −0\.\d{4}\]$/,
+  );
 
   // Ablation: one row per kept change in keep order; the first no longer comes out cleanly (X was raised again).
   const ablation: Ablation = await ablated;
   assert.deepEqual(JSON.parse(await readFile(join(resultsDir(repo, 'morning'), 'ablation.json'), 'utf8')), ablation);
   const [x, y, xMore] = [...ablation.changes].sort((a, b) => a.change.localeCompare(b.change));
-  assert.deepEqual([x, y, xMore].map((c) => c.change), records.slice(1).map((r) => r.id));
+  assert.deepEqual(
+    [x, y, xMore].map((c) => c.change),
+    records.slice(1).map((r) => r.id),
+  );
   assert.match(x.problem!, /no longer reverts cleanly/);
   assert.equal(x.contribution, null);
   assert.ok(contains(y.contribution!, 0.05), `raise Y is worth 0.05: ${JSON.stringify(y.contribution)}`);

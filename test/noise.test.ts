@@ -25,7 +25,9 @@ let fake: FakeOpenAI;
 withServers((e, f) => ((env = e), (fake = f)));
 
 const set = (name: string, from: number, to: number): Reply => ({
-  content: answer(`${name} ${from} -> ${to}`, [{ path: 'train.py', search: `${name} = ${from} `, replace: `${name} = ${to} ` }]),
+  content: answer(`${name} ${from} -> ${to}`, [
+    { path: 'train.py', search: `${name} = ${from} `, replace: `${name} = ${to} ` },
+  ]),
 });
 
 test('no change inside the noise is kept, a 5σ gain is kept after confirmation, a 20σ gain at once, and σ is measured', async () => {
@@ -33,8 +35,20 @@ test('no change inside the noise is kept, a 5σ gain is kept after confirmation,
   fake.script.push(...nulls, set('B', 0, 1), set('C', 0, 1));
   const repo = await makeRepo({ 'train.py': TRAIN });
   const config: RunConfig = {
-    tag: 'noise', repo, proposer: 'llm', model: 'm', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 20_000,
-    budgetSeconds: 1, parallel: 1, ahead: 0, seed: 7, minImprovement: 0, baselineRuns: 4, maxExperiments: 11,
+    tag: 'noise',
+    repo,
+    proposer: 'llm',
+    model: 'm',
+    editable: ['train.py'],
+    command: 'python3 train.py',
+    timeoutMs: 20_000,
+    budgetSeconds: 1,
+    parallel: 1,
+    ahead: 0,
+    seed: 7,
+    minImprovement: 0,
+    baselineRuns: 4,
+    maxExperiments: 11,
   };
   await startRun(async () => env.client, config);
   const finished = env.client.workflow.getHandle(workflowIdFor('noise')).result() as Promise<StatusView>;
@@ -49,9 +63,21 @@ test('no change inside the noise is kept, a 5σ gain is kept after confirmation,
   const mean = baseline.runs!.reduce((sum, r) => sum + r.valBpb!, 0) / 4;
   assert.ok(Math.abs(baseline.valBpb! - mean) < 1e-12, 'its score is the mean of its runs');
 
-  assert.deepEqual(by('A ').map((r) => r.status).filter((s) => s === 'keep'), [], 'a change that does nothing is never kept');
-  assert.ok(by('A ').some((r) => r.runs!.length === 2), 'a near-tie was confirmed by a second run');
-  assert.ok(by('A ').some((r) => r.runs!.length === 1), 'a clear loss cost one run');
+  assert.deepEqual(
+    by('A ')
+      .map((r) => r.status)
+      .filter((s) => s === 'keep'),
+    [],
+    'a change that does nothing is never kept',
+  );
+  assert.ok(
+    by('A ').some((r) => r.runs!.length === 2),
+    'a near-tie was confirmed by a second run',
+  );
+  assert.ok(
+    by('A ').some((r) => r.runs!.length === 1),
+    'a clear loss cost one run',
+  );
   const [b] = by('B ');
   assert.equal(b.status, 'keep', b.reason);
   assert.equal(b.runs!.length, 2, `5σ needed confirmation: ${b.reason}`);
@@ -61,7 +87,10 @@ test('no change inside the noise is kept, a 5σ gain is kept after confirmation,
   assert.equal(c.runs!.length, 1, `20σ is a clear win: ${c.reason}`);
 
   assert.ok(view.noise, 'status shows σ');
-  assert.ok(view.noise!.sigma > SIGMA / 2 && view.noise!.sigma < SIGMA * 2, `σ measured ${view.noise!.sigma}, true ${SIGMA}`);
+  assert.ok(
+    view.noise!.sigma > SIGMA / 2 && view.noise!.sigma < SIGMA * 2,
+    `σ measured ${view.noise!.sigma}, true ${SIGMA}`,
+  );
   assert.equal(records.at(-1)!.sigma, view.noise!.sigma, 'results.jsonl carries σ');
   const memo = (await env.client.workflow.getHandle(workflowIdFor('noise')).describe()).memo;
   assert.equal(memo?.sigma, view.noise!.sigma, 'the Web UI memo carries σ');

@@ -41,8 +41,17 @@ withServers((e, f) => ((env = e), (fake = f)));
 
 function config(repo: string, tag: string, extra: Partial<RunConfig>): RunConfig {
   return {
-    tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 30_000,
-    budgetSeconds: 1, parallel: 1, seed: 3, minImprovement: 0, ...extra,
+    tag,
+    repo,
+    proposer: 'sweep',
+    editable: ['train.py'],
+    command: 'python3 train.py',
+    timeoutMs: 30_000,
+    budgetSeconds: 1,
+    parallel: 1,
+    seed: 3,
+    minImprovement: 0,
+    ...extra,
   };
 }
 
@@ -93,12 +102,17 @@ test('with --parallel 3 every kept commit descends from the keep before it, and 
   assert.equal(gitIn(run.repo, 'rev-parse', `autoresearch/${run.tag}`), keeps.at(-1)!.commit);
   // Every move of the branch, as git logged it, was a fast-forward.
   const moves = gitIn(run.repo, 'reflog', '--format=%H', `autoresearch/${run.tag}`).split('\n').reverse();
-  for (let i = 1; i < moves.length; i++) assert.ok(isAncestor(run.repo, moves[i - 1], moves[i]), `move ${i} fast-forwards`);
+  for (let i = 1; i < moves.length; i++)
+    assert.ok(isAncestor(run.repo, moves[i - 1], moves[i]), `move ${i} fast-forwards`);
   // Three lanes raced: some wins landed on a parent that was overtaken, and went round again on the new best.
   const requeued = records.filter((r) => /overtaken meanwhile: queued again/.test(r.reason));
   assert.ok(requeued.length > 0, 'a stale win was queued again');
   for (const r of records.filter((x) => x.n > 0 && x.commit)) {
-    assert.equal(gitIn(run.repo, 'rev-parse', `${r.commit}^`), r.parent, `${r.id}'s commit sits on its recorded parent`);
+    assert.equal(
+      gitIn(run.repo, 'rev-parse', `${r.commit}^`),
+      r.parent,
+      `${r.id}'s commit sits on its recorded parent`,
+    );
   }
 });
 
@@ -109,21 +123,39 @@ test('a queued proposal is rebased when the best moves, and one whose edits no l
     edit('lower Y', 'Y = 4', 'Y = 2'),
     edit('note the knobs', 'X = 8  # the big knob', 'X = 8  # the big knob, raised'),
   ]);
-  const run = await study(XY, (repo) => config(repo, 'rebase', { proposer: 'llm', model: 'm', ahead: 1, maxExperiments: 4 }), 1);
+  const run = await study(
+    XY,
+    (repo) => config(repo, 'rebase', { proposer: 'llm', model: 'm', ahead: 1, maxExperiments: 4 }),
+    1,
+  );
   const view = await run.finished;
   await run.ran;
   assert.equal(view.state, 'completed', view.reason);
   const records = await readRecords(run.repo, run.tag);
-  assert.deepEqual(records.map((r) => r.description), ['baseline', 'raise X', 'raise Y', 'note the knobs']);
+  assert.deepEqual(
+    records.map((r) => r.description),
+    ['baseline', 'raise X', 'raise Y', 'note the knobs'],
+  );
   const [, x, y, note] = records;
   assert.equal(x.status, 'keep');
   assert.equal(y.status, 'keep', 'raise Y, proposed on the baseline, was rebased onto raise X and kept there');
   assert.equal(y.parent, x.commit);
   assert.match(gitIn(run.repo, 'show', `${y.commit}:train.py`), /^X = 8 .*\nY = 8 /);
   // Its first commit, on the baseline, is still there under its proposal ref; the rebased one sits on raise X.
-  const proposalRefs = gitIn(run.repo, 'for-each-ref', '--format=%(refname)', `refs/autoresearch/${run.tag}/proposals/`).split('\n');
-  assert.ok(proposalRefs.some((r) => r.endsWith(`/2-${records[0].commit!.slice(0, 12)}`)), proposalRefs.join(' '));
-  assert.ok(proposalRefs.some((r) => r.endsWith(`/2-${x.commit!.slice(0, 12)}`)), proposalRefs.join(' '));
+  const proposalRefs = gitIn(
+    run.repo,
+    'for-each-ref',
+    '--format=%(refname)',
+    `refs/autoresearch/${run.tag}/proposals/`,
+  ).split('\n');
+  assert.ok(
+    proposalRefs.some((r) => r.endsWith(`/2-${records[0].commit!.slice(0, 12)}`)),
+    proposalRefs.join(' '),
+  );
+  assert.ok(
+    proposalRefs.some((r) => r.endsWith(`/2-${x.commit!.slice(0, 12)}`)),
+    proposalRefs.join(' '),
+  );
   // "lower Y" searched for Y = 4, gone once raise Y was kept: never trained, proposed afresh instead.
   assert.equal(note.parent, y.commit);
   assert.equal(fake.requests.length, 4);
@@ -134,22 +166,38 @@ test('--max-experiments and --max-tokens-total hold exactly with proposals ahead
   fake.requests.length = 0;
   let k = 0;
   fake.fallback = () => edit(`set Y to ${++k + 10}`, 'Y = 4', `Y = ${k + 10}`);
-  const counted = await study(XY, (repo) => config(repo, 'exact', { proposer: 'llm', model: 'm', parallel: 2, ahead: 3, maxExperiments: 5 }), 2);
+  const counted = await study(
+    XY,
+    (repo) => config(repo, 'exact', { proposer: 'llm', model: 'm', parallel: 2, ahead: 3, maxExperiments: 5 }),
+    2,
+  );
   const view = await counted.finished;
   await counted.ran;
   assert.equal(view.experimentsDone, 5);
-  assert.equal((await readRecords(counted.repo, counted.tag)).length, 5, 'a prepared proposal never trained is not an experiment');
+  assert.equal(
+    (await readRecords(counted.repo, counted.tag)).length,
+    5,
+    'a prepared proposal never trained is not an experiment',
+  );
 
   fake.requests.length = 0;
   const budget = 3_500;
-  const spent = await study(XY, (repo) => config(repo, 'tokens', { proposer: 'llm', model: 'm', parallel: 2, ahead: 2, maxTokensTotal: budget }), 2);
+  const spent = await study(
+    XY,
+    (repo) => config(repo, 'tokens', { proposer: 'llm', model: 'm', parallel: 2, ahead: 2, maxTokensTotal: budget }),
+    2,
+  );
   const final = await spent.finished;
   await spent.ran;
   assert.equal(final.state, 'completed');
   assert.match(final.reason!, /token budget/);
   assert.ok(final.tokensUsed <= budget, `${final.tokensUsed} tokens used of ${budget}`);
   const records = await readRecords(spent.repo, spent.tag);
-  assert.equal(records.reduce((sum, r) => sum + r.tokens, 0), final.tokensUsed, 'every token is on a row');
+  assert.equal(
+    records.reduce((sum, r) => sum + r.tokens, 0),
+    final.tokensUsed,
+    'every token is on a row',
+  );
   fake.fallback = () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' });
 });
 
@@ -160,7 +208,9 @@ test('paused, queued proposals wait and nothing new trains; resumed, they train;
   const run = await study(XY, (repo) => config(repo, 'queue', { proposer: 'llm', model: 'm', ahead: 2 }), 1);
   await waitFor('two proposals queued behind a training', async () => {
     const v = await run.status();
-    return v.inFlight.filter((l) => l.phase === 'queued').length === 2 && v.inFlight.some((l) => l.phase === 'training');
+    return (
+      v.inFlight.filter((l) => l.phase === 'queued').length === 2 && v.inFlight.some((l) => l.phase === 'training')
+    );
   });
   await pauseRun(env.client, run.tag);
   const paused = await waitFor('the training to finish', async () => {
@@ -188,7 +238,11 @@ test('paused, queued proposals wait and nothing new trains; resumed, they train;
   await run.ran;
   assert.equal(final.state, 'stopped');
   const records = await readRecords(run.repo, run.tag);
-  assert.deepEqual(records.slice(before.experimentsDone).map((r) => r.id), trainingNow, 'only what was training when stopped');
+  assert.deepEqual(
+    records.slice(before.experimentsDone).map((r) => r.id),
+    trainingNow,
+    'only what was training when stopped',
+  );
   fake.fallback = () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' });
 });
 
@@ -198,16 +252,31 @@ test('a proposer that can never succeed ends the run with one line instead of lo
   await noKnobs.ran;
   assert.equal(ended.state, 'completed');
   assert.equal(ended.reason, 'no UPPER_CASE = number hyperparameters in the editable files');
-  assert.equal((await readRecords(noKnobs.repo, noKnobs.tag)).length, 1, 'the baseline, and no row per failed proposal');
+  assert.equal(
+    (await readRecords(noKnobs.repo, noKnobs.tag)).length,
+    1,
+    'the baseline, and no row per failed proposal',
+  );
 
   fake.script.length = 0;
   fake.fallback = () => ({ content: 'I think you should try a larger learning rate.', tokens: 10 });
-  const garbage = await study(XY, (repo) => config(repo, 'garbage', { proposer: 'llm', model: 'm', maxProposerFailures: 3 }), 1);
-  const failed = await garbage.finished.then(() => assert.fail('the run should fail'), (err: Error) => err);
+  const garbage = await study(
+    XY,
+    (repo) => config(repo, 'garbage', { proposer: 'llm', model: 'm', maxProposerFailures: 3 }),
+    1,
+  );
+  const failed = await garbage.finished.then(
+    () => assert.fail('the run should fail'),
+    (err: Error) => err,
+  );
   await garbage.ran;
   assert.match((failed.cause as Error).message, /the proposer failed 3 times in a row \(last: .*\)/);
   const records = await readRecords(garbage.repo, garbage.tag);
-  assert.deepEqual(records.map((r) => r.status), ['keep', 'crash', 'crash', 'crash'], records.map((r) => r.reason).join('; '));
+  assert.deepEqual(
+    records.map((r) => r.status),
+    ['keep', 'crash', 'crash', 'crash'],
+    records.map((r) => r.reason).join('; '),
+  );
   fake.fallback = () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' });
 });
 
@@ -217,7 +286,12 @@ test('a crash is shown to the llm for repair at most twice, whatever fails in be
   fake.requests.length = 0;
   llm([edit('try X = 3', 'X = 4', 'X = 3')]);
   fake.fallback = () => ({ content: 'not json at all', tokens: 10 });
-  const run = await study(CRASHY, (repo) => config(repo, 'repairs', { proposer: 'llm', model: 'm', ahead: 0, maxExperiments: 6, maxProposerFailures: 10 }), 1);
+  const run = await study(
+    CRASHY,
+    (repo) =>
+      config(repo, 'repairs', { proposer: 'llm', model: 'm', ahead: 0, maxExperiments: 6, maxProposerFailures: 10 }),
+    1,
+  );
   await run.finished;
   await run.ran;
   const records: ExperimentRecord[] = await readRecords(run.repo, run.tag);

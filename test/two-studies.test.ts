@@ -24,12 +24,23 @@ test('two studies on two repos side by side: each training runs on the worker th
   const repos = { left: await makeRepo(repoFiles('left')), right: await makeRepo(repoFiles('right')) };
   assert.notEqual(await gpuQueueOf(repos.left), await gpuQueueOf(repos.right), 'a task queue per repo');
   const config = (tag: 'left' | 'right'): RunConfig => ({
-    tag, repo: repos[tag], proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 20_000,
-    budgetSeconds: 1, parallel: 2, maxExperiments: 6, seed: 1, minImprovement: 0,
+    tag,
+    repo: repos[tag],
+    proposer: 'sweep',
+    editable: ['train.py'],
+    command: 'python3 train.py',
+    timeoutMs: 20_000,
+    budgetSeconds: 1,
+    parallel: 2,
+    maxExperiments: 6,
+    seed: 1,
+    minImprovement: 0,
   });
   await startRun(async () => env.client, config('left'));
   await startRun(async () => env.client, config('right'));
-  const finished = Promise.all(['left', 'right'].map((tag) => env.client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>));
+  const finished = Promise.all(
+    ['left', 'right'].map((tag) => env.client.workflow.getHandle(workflowIdFor(tag)).result() as Promise<StatusView>),
+  );
   const workers = [
     await createControlWorker(env.nativeConnection, 'default'),
     await createGpuWorker(env.nativeConnection, 'default', { checkout: repos.left, slots: 2 }),

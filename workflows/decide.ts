@@ -65,7 +65,13 @@ export type Judgement = Decision | { status: 'confirm'; reason: string; valBpb: 
  * ("confirm"), and kept only if the mean of its runs beats the best by the band. Clear wins and
  * clear losses cost nothing extra.
  */
-export function judgeRuns(results: TrainingResult[], best: Best | null, minImprovement: number, noise: Noise, z = DEFAULT_CONFIRM_Z): Judgement {
+export function judgeRuns(
+  results: TrainingResult[],
+  best: Best | null,
+  minImprovement: number,
+  noise: Noise,
+  z = DEFAULT_CONFIRM_Z,
+): Judgement {
   for (const r of results) {
     const crash = crashReason(r);
     if (crash) return { status: 'crash', reason: crash, valBpb: null };
@@ -73,17 +79,30 @@ export function judgeRuns(results: TrainingResult[], best: Best | null, minImpro
   const scores = results.map((r) => r.metrics.val_bpb);
   const valBpb = scores.reduce((a, b) => a + b, 0) / scores.length;
   const sigma = sigmaOf(noise);
-  if (best === null || sigma === null || z === 0) return decide({ ...results[0], metrics: { ...results[0].metrics, val_bpb: valBpb } }, best, minImprovement);
+  if (best === null || sigma === null || z === 0)
+    return decide({ ...results[0], metrics: { ...results[0].metrics, val_bpb: valBpb } }, best, minImprovement);
   const gain = best.valBpb - valBpb;
   const band = Math.max(minImprovement, z * sigma);
   const against = `${best.valBpb.toFixed(6)} (${best.experimentId})`;
-  if (gain <= minImprovement || (gain <= 0)) return { status: 'discard', reason: `not better than ${against}`, valBpb };
+  if (gain <= minImprovement || gain <= 0) return { status: 'discard', reason: `not better than ${against}`, valBpb };
   if (results.length === 1 && gain < CLEAR_WIN * band) {
-    return { status: 'confirm', reason: `beat ${against} by ${gain.toFixed(6)}, inside ${CLEAR_WIN}×${band.toFixed(6)}: confirming`, valBpb };
+    return {
+      status: 'confirm',
+      reason: `beat ${against} by ${gain.toFixed(6)}, inside ${CLEAR_WIN}×${band.toFixed(6)}: confirming`,
+      valBpb,
+    };
   }
   if (gain >= band) {
     const how = results.length > 1 ? `confirmed over ${results.length} runs` : 'a clear win';
-    return { status: 'keep', reason: `improved on ${against}, ${how} (gain ${gain.toFixed(6)}, band ${band.toFixed(6)})`, valBpb };
+    return {
+      status: 'keep',
+      reason: `improved on ${against}, ${how} (gain ${gain.toFixed(6)}, band ${band.toFixed(6)})`,
+      valBpb,
+    };
   }
-  return { status: 'discard', reason: `within the noise: mean of ${results.length} runs beat ${against} by ${gain.toFixed(6)} < band ${band.toFixed(6)}`, valBpb };
+  return {
+    status: 'discard',
+    reason: `within the noise: mean of ${results.length} runs beat ${against} by ${gain.toFixed(6)} < band ${band.toFixed(6)}`,
+    valBpb,
+  };
 }

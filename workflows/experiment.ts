@@ -84,7 +84,13 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
     ? Promise.resolve()
     : control.commitCandidate
         .executeWithOptions(summary(input.experimentId, `commit: ${input.description}`), [
-          { config: input.config, experimentId: input.experimentId, parent: input.parent!, description: input.description, files: input.files },
+          {
+            config: input.config,
+            experimentId: input.experimentId,
+            parent: input.parent!,
+            description: input.description,
+            files: input.files,
+          },
         ])
         .then(
           (commit) => void (state.commit = commit),
@@ -125,7 +131,13 @@ interface Committed {
 }
 
 /** One training, reported to the study once the experiment's commit exists; a cancelled one as such. */
-async function trainAndReport(input: ExperimentInput, run: number, seed: number, committed: Promise<void>, state: Committed): Promise<void> {
+async function trainAndReport(
+  input: ExperimentInput,
+  run: number,
+  seed: number,
+  committed: Promise<void>,
+  state: Committed,
+): Promise<void> {
   let result: TrainingResult;
   try {
     result = state.cannot ? failed(state.cannot) : await train(input, input.label, run, seed);
@@ -136,10 +148,11 @@ async function trainAndReport(input: ExperimentInput, run: number, seed: number,
   await CancellationScope.nonCancellable(() => committed);
   if (state.cannot && !result.problem) result = failed(state.cannot); // trained, but with no commit to stand for it
   // The study may be between runs (continue-as-new): a signal by workflow id reaches whichever run is current.
-  await CancellationScope.nonCancellable(() =>
-    getExternalWorkflowHandle(workflowIdFor(input.config.tag))
-      .signal(trainedSignal, { experimentId: input.experimentId, commit: state.commit, run, result })
-      .catch(() => undefined), // the study is gone (terminated): nobody is left to record this
+  await CancellationScope.nonCancellable(
+    () =>
+      getExternalWorkflowHandle(workflowIdFor(input.config.tag))
+        .signal(trainedSignal, { experimentId: input.experimentId, commit: state.commit, run, result })
+        .catch(() => undefined), // the study is gone (terminated): nobody is left to record this
   );
   if (run === 0) upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'deciding' }]);
 }
@@ -179,5 +192,14 @@ async function train(input: ExperimentInput, commit: string, run: number, seed: 
 }
 
 function failed(problem: string): TrainingResult {
-  return { exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '', sandboxed: true };
+  return {
+    exitCode: null,
+    timedOut: false,
+    metrics: {},
+    seconds: 0,
+    logTail: '',
+    problem,
+    worker: '',
+    sandboxed: true,
+  };
 }

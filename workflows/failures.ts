@@ -3,7 +3,9 @@ import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 
 /** The type of the ApplicationFailure an activity threw, if it threw one. */
 export function failureType(err: unknown): string | undefined {
-  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? (err.cause.type ?? undefined) : undefined;
+  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure
+    ? (err.cause.type ?? undefined)
+    : undefined;
 }
 
 /** The innermost message of a failure chain: what actually went wrong. */

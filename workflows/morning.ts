@@ -9,7 +9,15 @@ import { trainingActivity } from './experiment';
 import { summary } from './failures';
 import { RESEARCH_TAG } from './search-attributes';
 import { difference, estimate } from './stats';
-import { CONTROL_QUEUE, trainingActivityId, type Ablation, type Arm, type Interval, type RunConfig, type Verdict } from './types';
+import {
+  CONTROL_QUEUE,
+  trainingActivityId,
+  type Ablation,
+  type Arm,
+  type Interval,
+  type RunConfig,
+  type Verdict,
+} from './types';
 import type { MorningSetup } from '../activities/morning';
 
 const SEED_BASE = 900_000; // fresh seeds: the study's own trainings use n·16 + i, far below
@@ -57,10 +65,17 @@ export async function ablateWorkflow({ config, runs }: MorningInput): Promise<Ab
       ...without.map((arm, i) => {
         // What the change is worth: val_bpb without it minus with it (positive: it helped).
         const d = difference(best.scores, arm.scores);
-        const contribution = arm.scores.length && best.scores.length ? { mean: d.mean, low: d.low, high: d.high, n: d.n } : null;
+        const contribution =
+          arm.scores.length && best.scores.length ? { mean: d.mean, low: d.low, high: d.high, n: d.n } : null;
         return { name: arms[i + 1].name, change: arms[i + 1].change ?? '', commit: arms[i + 1].commit, contribution };
       }),
-      ...skipped.map((s) => ({ name: s.name, change: s.change ?? '', commit: s.commit, contribution: null, problem: s.problem })),
+      ...skipped.map((s) => ({
+        name: s.name,
+        change: s.change ?? '',
+        commit: s.commit,
+        contribution: null,
+        problem: s.problem,
+      })),
     ],
   };
   await control.writeMorning(config, 'ablation.json', ablation);
@@ -78,8 +93,14 @@ async function trainArms(config: RunConfig, setup: MorningSetup, arms: Arm[], ru
       const arm = arms[job.a];
       const id = `${config.tag}.${label}-${job.a}-${job.round}`;
       const input = {
-        experimentId: id, seed: SEED_BASE + job.round, commit: arm.commit, files: arm.files, harnessDigest: setup.harnessDigest,
-        command: config.command, budgetSeconds: config.budgetSeconds, timeoutMs: config.timeoutMs,
+        experimentId: id,
+        seed: SEED_BASE + job.round,
+        commit: arm.commit,
+        files: arm.files,
+        harnessDigest: setup.harnessDigest,
+        command: config.command,
+        budgetSeconds: config.budgetSeconds,
+        timeoutMs: config.timeoutMs,
       };
       // A training that crashes, or whose worker never answers, is counted and the others go on.
       const train = trainingActivity(setup.gpuQueue, trainingActivityId(id), config.timeoutMs);

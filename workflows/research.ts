@@ -155,11 +155,18 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     tick++;
   });
   setHandler(statusQuery, () => status());
-  if (!carried) run.setup = await control.prepareRun.executeWithOptions({ summary: `prepare ${config.tag}: branch, baseline ref, harness digest` }, [config]);
+  if (!carried)
+    run.setup = await control.prepareRun.executeWithOptions(
+      { summary: `prepare ${config.tag}: branch, baseline ref, harness digest` },
+      [config],
+    );
 
   // One timer for the whole run: at the launch cutoff of --until the loop must wake even if nothing else happens.
   if (config.untilMs !== undefined && config.untilMs - config.timeoutMs > Date.now()) {
-    void sleep(config.untilMs - config.timeoutMs - Date.now()).then(() => void tick++, () => undefined);
+    void sleep(config.untilMs - config.timeoutMs - Date.now()).then(
+      () => void tick++,
+      () => undefined,
+    );
   }
   try {
     if (run.nextNumber === 0 && whyEnding() === null) launch(null); // the baseline; proposals made from its commit train beside it
@@ -210,7 +217,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   /** Why no new experiment may start; with nothing in flight, why the run ends. The one place for endings. */
   function whyEnding(): string | null {
     if (stop) return stop.reason;
-    if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments) return `reached ${config.maxExperiments} experiments`;
+    if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments)
+      return `reached ${config.maxExperiments} experiments`;
     if (config.untilMs !== undefined && Date.now() + config.timeoutMs > config.untilMs) {
       return `deadline ${new Date(config.untilMs).toISOString()} reached`;
     }
@@ -221,7 +229,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   /** Why no new proposal may start now (a reason that lifts itself, like a pause, or one that ends the run). */
   function whyNoProposal(): string | null {
     if (whyEnding() !== null || proposalsOver || run.paused || boundaryReached()) return 'not now';
-    if (config.untilMs !== undefined && Date.now() + run.proposalMs + config.timeoutMs > config.untilMs) return 'too late';
+    if (config.untilMs !== undefined && Date.now() + run.proposalMs + config.timeoutMs > config.untilMs)
+      return 'too late';
     if (config.maxTokensTotal !== undefined && unreservedTokens()! < MIN_TOKEN_ALLOWANCE) {
       // Spent for good once no proposal in flight can hand back part of its allowance.
       if (proposing.size === 0) proposalsOver = `token budget of ${config.maxTokensTotal} reached`;
@@ -292,9 +301,10 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         run.proposalMs = mean(run.proposalMs, Date.now() - started);
         if (!proposal.ok) return proposalFailed(parent, proposal);
         run.proposerFailures = 0;
-        const commit = await control.commitProposal.executeWithOptions(summary(`proposal ${key}`, `commit: ${proposal.description}`), [
-          { config, key, parent, description: proposal.description, files: proposal.files },
-        ]);
+        const commit = await control.commitProposal.executeWithOptions(
+          summary(`proposal ${key}`, `commit: ${proposal.description}`),
+          [{ config, key, parent, description: proposal.description, files: proposal.files }],
+        );
         const { description, edits, files, change, tokens, fixes, temperature } = proposal;
         run.ready.push({ key, parent, commit, description, edits, files, change, tokens, fixes, temperature });
       })
@@ -309,7 +319,9 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
 
   async function askProposer(key: number, parent: string, tokenAllowance: number | undefined): Promise<Proposal> {
     const crashed = repairable();
-    const inFlight = [...run.launched.map((l) => l.description), ...run.ready.map((r) => r.description)].filter(Boolean);
+    const inFlight = [...run.launched.map((l) => l.description), ...run.ready.map((r) => r.description)].filter(
+      Boolean,
+    );
     const what = crashed ? `propose (${config.proposer}, may repair ${crashed.id})` : `propose (${config.proposer})`;
     try {
       return await proposer.propose.executeWithOptions(
@@ -325,7 +337,13 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
 
   /** The last training crash, offered for repair a bounded number of times whatever happens in between. */
   function repairable(): ExperimentRecord | undefined {
-    if (config.proposer !== 'llm' || !run.crash || run.crash.shown >= REPAIRS_PER_CRASH || run.crash.depth >= REPAIRS_IN_A_ROW) return undefined;
+    if (
+      config.proposer !== 'llm' ||
+      !run.crash ||
+      run.crash.shown >= REPAIRS_PER_CRASH ||
+      run.crash.depth >= REPAIRS_IN_A_ROW
+    )
+      return undefined;
     run.crash.shown++;
     return run.crash.record;
   }
@@ -338,13 +356,27 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     }
     run.proposerFailures++;
     const limit = config.maxProposerFailures ?? PROPOSER_FAILURES_IN_A_ROW;
-    if (run.proposerFailures >= limit) haltRun(`the proposer failed ${limit} times in a row (last: ${proposal.reason})`);
+    if (run.proposerFailures >= limit)
+      haltRun(`the proposer failed ${limit} times in a row (last: ${proposal.reason})`);
     if (config.maxExperiments !== undefined && run.nextNumber >= config.maxExperiments) return;
     const n = run.nextNumber++;
     const id = experimentId(config.tag, n);
     const startedAt = new Date().toISOString();
     const results = [noTraining(`proposer failed: ${proposal.reason}`)];
-    run.launched.push({ id, n, parent, description: '', proposal: null, tokens: proposal.tokens, hasWorkflow: false, startedAt, commit: null, seeds: [], results, pending: 0 });
+    run.launched.push({
+      id,
+      n,
+      parent,
+      description: '',
+      proposal: null,
+      tokens: proposal.tokens,
+      hasWorkflow: false,
+      startedAt,
+      commit: null,
+      seeds: [],
+      results,
+      pending: 0,
+    });
     run.toJudge.push(id);
   }
 
@@ -353,10 +385,12 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     const onto = currentParent();
     rebasing.add(r.key);
     try {
-      const rebased = await control.rebaseProposal.executeWithOptions(summary(`proposal ${r.key}`, `rebase onto ${onto.slice(0, 7)}`), [
-        { config, key: r.key, onto, description: r.description, edits: r.edits },
-      ]);
-      if (rebased.ok) Object.assign(r, { parent: onto, commit: rebased.commit, files: rebased.files, change: rebased.change });
+      const rebased = await control.rebaseProposal.executeWithOptions(
+        summary(`proposal ${r.key}`, `rebase onto ${onto.slice(0, 7)}`),
+        [{ config, key: r.key, onto, description: r.description, edits: r.edits }],
+      );
+      if (rebased.ok)
+        Object.assign(r, { parent: onto, commit: rebased.commit, files: rebased.files, change: rebased.change });
       else {
         run.ready = run.ready.filter((x) => x !== r);
         describe(`proposal ${r.key} no longer applies to the best (${rebased.reason}): proposing afresh`);
@@ -379,7 +413,9 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   /** A share of what is left, so proposals in flight together all get some; the total never exceeds the budget. */
   function tokenAllowance(): number | undefined {
     const left = unreservedTokens();
-    return left === undefined ? undefined : Math.min(left, Math.max(MIN_TOKEN_ALLOWANCE, Math.floor(left / (ahead() + 1))));
+    return left === undefined
+      ? undefined
+      : Math.min(left, Math.max(MIN_TOKEN_ALLOWANCE, Math.floor(left / (ahead() + 1))));
   }
 
   // ---- training -----------------------------------------------------------------------------------
@@ -396,7 +432,20 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     const commit = proposal ? null : run.setup.baseCommit;
     const tokens = proposal?.tokens ?? 0;
     const results = seeds.map(() => null);
-    run.launched.push({ id, n, parent, description, proposal, tokens, hasWorkflow: true, startedAt, commit, seeds, results, pending: runs });
+    run.launched.push({
+      id,
+      n,
+      parent,
+      description,
+      proposal,
+      tokens,
+      hasWorkflow: true,
+      startedAt,
+      commit,
+      seeds,
+      results,
+      pending: runs,
+    });
     starting++;
     void CancellationScope.nonCancellable(async () => {
       let child;
@@ -405,10 +454,21 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         const { baseCommit, harnessDigest, gpuQueue } = run.setup;
         child = await startChild(experimentWorkflow, {
           workflowId: experimentWorkflowId(id),
-          args: [{
-            config, experimentId: id, n, parent, commit: proposal ? null : baseCommit, label: proposal?.commit ?? baseCommit,
-            description, files, harnessDigest, gpuQueue, seeds,
-          }],
+          args: [
+            {
+              config,
+              experimentId: id,
+              n,
+              parent,
+              commit: proposal ? null : baseCommit,
+              label: proposal?.commit ?? baseCommit,
+              description,
+              files,
+              harnessDigest,
+              gpuQueue,
+              seeds,
+            },
+          ],
           parentClosePolicy: ParentClosePolicy.ABANDON, // it trains and reports even after this run continued as new
           typedSearchAttributes: [{ key: RESEARCH_TAG, value: config.tag }],
           staticSummary: `${id}: ${description}`.slice(0, 200),
@@ -456,17 +516,25 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     const outcome = judge(launched);
     if (outcome.status === 'confirm') return confirm(launched, outcome.reason);
     const results = launched.results as TrainingResult[];
-    if (outcome.status !== 'crash' && launched.hasWorkflow) run.noise = withGroup(run.noise, results.map((r) => r.metrics.val_bpb));
+    if (outcome.status !== 'crash' && launched.hasWorkflow)
+      run.noise = withGroup(
+        run.noise,
+        results.map((r) => r.metrics.val_bpb),
+      );
     const previousBest = run.best;
-    if (outcome.status === 'keep') run.best = { experimentId: launched.id, commit: launched.commit!, valBpb: outcome.valBpb! };
+    if (outcome.status === 'keep')
+      run.best = { experimentId: launched.id, commit: launched.commit!, valBpb: outcome.valBpb! };
     if (launched.n === 0) run.baselineDone = true;
     for (const r of results) noteSandbox(r);
     const entry = recordOf(launched, results, outcome);
-    const move = outcome.status === 'keep' && previousBest ? { from: previousBest.commit, to: launched.commit! } : undefined;
+    const move =
+      outcome.status === 'keep' && previousBest ? { from: previousBest.commit, to: launched.commit! } : undefined;
     noteCrash(launched, entry); // now, not after the row is written: the next proposal may already be starting
     await CancellationScope.nonCancellable(async () => {
       try {
-        await control.recordExperiment.executeWithOptions(summary(entry.id, recordWhat(entry, move !== undefined)), [{ config, record: entry, move }]);
+        await control.recordExperiment.executeWithOptions(summary(entry.id, recordWhat(entry, move !== undefined)), [
+          { config, record: entry, move },
+        ]);
       } catch (err) {
         if (failureType(err) !== 'RepoError') throw err;
         haltRun(causeOf(err)); // the row is written, or cannot be: either way the night cannot go on
@@ -482,7 +550,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     run.recent = [...run.recent, { ...entry, logTail: undefined }].slice(-RECENT_KEPT);
     publish(entry);
     // Without a baseline nothing in flight can be judged: it is cancelled.
-    if (launched.n === 0 && entry.status !== 'keep') haltRun(`the baseline did not score (${entry.reason}); fix the research repo and start again`, true);
+    if (launched.n === 0 && entry.status !== 'keep')
+      haltRun(`the baseline did not score (${entry.reason}); fix the research repo and start again`, true);
   }
 
   /** A near-tie: one more training on another seed before it is decided. */
@@ -502,7 +571,12 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   /** The experiment's row: the mean of its runs, and every run in results.jsonl. */
   function recordOf(launched: Launched, results: TrainingResult[], outcome: Decision): ExperimentRecord {
     const proposal = launched.proposal;
-    const runs = results.map((r, i) => ({ seed: launched.seeds[i], valBpb: r.metrics.val_bpb ?? null, seconds: r.seconds, worker: r.worker }));
+    const runs = results.map((r, i) => ({
+      seed: launched.seeds[i],
+      valBpb: r.metrics.val_bpb ?? null,
+      seconds: r.seconds,
+      worker: r.worker,
+    }));
     return {
       id: launched.id,
       n: launched.n,
@@ -537,12 +611,18 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
    */
   function judge(launched: Launched): Judgement {
     const results = launched.results as TrainingResult[];
-    if (launched.n > 0 && run.best === null) return { status: 'discard', reason: 'the baseline did not score: nothing to compare with', valBpb: null };
+    if (launched.n > 0 && run.best === null)
+      return { status: 'discard', reason: 'the baseline did not score: nothing to compare with', valBpb: null };
     const outcome = judgeRuns(results, run.best, config.minImprovement, run.noise, config.confirmZ);
     if (outcome.status === 'confirm' && stop) {
-      return { status: 'discard', reason: `${outcome.reason.replace(/: confirming$/, '')}; not confirmed: the run is stopping`, valBpb: outcome.valBpb };
+      return {
+        status: 'discard',
+        reason: `${outcome.reason.replace(/: confirming$/, '')}; not confirmed: the run is stopping`,
+        valBpb: outcome.valBpb,
+      };
     }
-    if (outcome.status !== 'keep' || launched.n === 0 || launched.parent === run.best!.commit || !launched.proposal) return outcome;
+    if (outcome.status !== 'keep' || launched.n === 0 || launched.parent === run.best!.commit || !launched.proposal)
+      return outcome;
     const stale = launched.parent!.slice(0, 7);
     if (whyEnding() === null) run.ready.unshift({ ...launched.proposal, parent: launched.parent! });
     return {
@@ -555,7 +635,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   function noteCrash(launched: Launched, entry: ExperimentRecord): void {
     if (entry.status !== 'crash') run.crash = null;
     else if (launched.commit && launched.n > 0 && !launched.results.some((r) => r?.problem === 'cancelled')) {
-      const depth = launched.proposal?.fixes && launched.proposal.fixes === run.crash?.record.id ? run.crash.depth + 1 : 0;
+      const depth =
+        launched.proposal?.fixes && launched.proposal.fixes === run.crash?.record.id ? run.crash.depth + 1 : 0;
       run.crash = { record: { ...entry, logTail: entry.logTail?.slice(-CRASH_LOG_CHARS) }, shown: 0, depth };
     }
   }
@@ -573,7 +654,11 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     stop.cancelInFlight = true;
     for (const p of proposing.values()) p.scope.cancel();
     for (const l of run.launched.filter(isTraining)) {
-      void CancellationScope.nonCancellable(() => getExternalWorkflowHandle(experimentWorkflowId(l.id)).cancel().catch(() => undefined));
+      void CancellationScope.nonCancellable(() =>
+        getExternalWorkflowHandle(experimentWorkflowId(l.id))
+          .cancel()
+          .catch(() => undefined),
+      );
     }
     tick++;
   }
@@ -597,7 +682,14 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
 
   /** The morning verdict, when the run ended by itself with a keep to verify (not at a deadline: that is the user's). */
   async function verify(reason: string): Promise<string | undefined> {
-    if (!config.verifyRuns || stop || !run.best || run.best.commit === run.setup.baseCommit || reason.startsWith('deadline')) return undefined;
+    if (
+      !config.verifyRuns ||
+      stop ||
+      !run.best ||
+      run.best.commit === run.setup.baseCommit ||
+      reason.startsWith('deadline')
+    )
+      return undefined;
     describe(`verifying: the baseline and the best, ${config.verifyRuns} runs each`);
     const verdict = await executeChild(verifyWorkflow, {
       workflowId: morningWorkflowId(config.tag, 'verify'),
@@ -617,9 +709,24 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
 
   function status(): StatusView {
     const inFlight: InFlight[] = [
-      ...run.launched.map((l) => ({ id: l.id, phase: isTraining(l) ? 'training' as const : 'deciding' as const, description: l.description, heartbeat: null })),
-      ...run.ready.map((r) => ({ id: proposalActivityId(config.tag, r.key), phase: 'queued' as const, description: r.description, heartbeat: null })),
-      ...[...proposing.keys()].map((key) => ({ id: proposalActivityId(config.tag, key), phase: 'proposing' as const, description: '', heartbeat: null })),
+      ...run.launched.map((l) => ({
+        id: l.id,
+        phase: isTraining(l) ? ('training' as const) : ('deciding' as const),
+        description: l.description,
+        heartbeat: null,
+      })),
+      ...run.ready.map((r) => ({
+        id: proposalActivityId(config.tag, r.key),
+        phase: 'queued' as const,
+        description: r.description,
+        heartbeat: null,
+      })),
+      ...[...proposing.keys()].map((key) => ({
+        id: proposalActivityId(config.tag, key),
+        phase: 'proposing' as const,
+        description: '',
+        heartbeat: null,
+      })),
     ];
     return {
       tag: config.tag,
@@ -648,26 +755,52 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       { key: EXPERIMENTS_KEPT, value: run.experimentsKept },
       ...(run.best ? [{ key: BEST_VAL_BPB, value: run.best.valBpb }] : []),
     ]);
-    upsertMemo({ repo: config.repo, proposer: config.proposer, bestCommit: run.best?.commit ?? null, sigma: noise()?.sigma ?? null, warnings: run.warnings });
+    upsertMemo({
+      repo: config.repo,
+      proposer: config.proposer,
+      bestCommit: run.best?.commit ?? null,
+      sigma: noise()?.sigma ?? null,
+      warnings: run.warnings,
+    });
     const score = last.valBpb === null ? '' : ` val_bpb ${last.valBpb.toFixed(6)}`;
     describe(`${last.id} ${last.status}${score}: ${last.description}`);
   }
 
   function describe(now: string): void {
-    const best = run.best ? `best val_bpb ${run.best.valBpb.toFixed(6)} (${run.best.commit.slice(0, 7)})` : 'no best yet';
+    const best = run.best
+      ? `best val_bpb ${run.best.valBpb.toFixed(6)} (${run.best.commit.slice(0, 7)})`
+      : 'no best yet';
     const pipeline = `${run.launched.filter(isTraining).length} training, ${run.ready.length} ready, ${proposing.size} proposing`;
     const warn = run.warnings.length ? `\n\n⚠ ${run.warnings.join('; ')}` : '';
     const sigma = noise() ? ` · noise σ ${noise()!.sigma.toFixed(6)} (${noise()!.runs} runs)` : '';
-    setCurrentDetails(`**${state()}** · ${run.experimentsDone} done, ${run.experimentsKept} kept · ${best}${sigma} · ${pipeline}\n\nlast: ${now}${warn}`);
+    setCurrentDetails(
+      `**${state()}** · ${run.experimentsDone} done, ${run.experimentsKept} kept · ${best}${sigma} · ${pipeline}\n\nlast: ${now}${warn}`,
+    );
   }
 }
 
 /** A run about to start: its setup is filled in by the first activity. */
 function freshRun(): Carried {
   return {
-    setup: { baseCommit: '', harnessDigest: '', gpuQueue: '' }, nextNumber: 0, nextKey: 1, experimentsDone: 0, experimentsKept: 0, best: null, baselineDone: false, tokensUsed: 0,
-    paused: false, recent: [], crash: null, proposerFailures: 0, proposalMs: 0, trainingMs: 0, ready: [], launched: [],
-    toJudge: [], noise: NO_NOISE, warnings: [],
+    setup: { baseCommit: '', harnessDigest: '', gpuQueue: '' },
+    nextNumber: 0,
+    nextKey: 1,
+    experimentsDone: 0,
+    experimentsKept: 0,
+    best: null,
+    baselineDone: false,
+    tokensUsed: 0,
+    paused: false,
+    recent: [],
+    crash: null,
+    proposerFailures: 0,
+    proposalMs: 0,
+    trainingMs: 0,
+    ready: [],
+    launched: [],
+    toJudge: [],
+    noise: NO_NOISE,
+    warnings: [],
   };
 }
 
@@ -677,7 +810,16 @@ function recordWhat(entry: ExperimentRecord, moves: boolean): string {
 
 /** A result for an experiment that never trained (its proposer failed, or its workflow did). */
 function noTraining(problem: string): TrainingResult {
-  return { exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '', sandboxed: true };
+  return {
+    exitCode: null,
+    timedOut: false,
+    metrics: {},
+    seconds: 0,
+    logTail: '',
+    problem,
+    worker: '',
+    sandboxed: true,
+  };
 }
 
 /** AUTORESEARCH_SEED of training i of experiment n: fixed by the run's --seed, different for every training. */

@@ -10,4 +10,11 @@ export const EXPERIMENTS_KEPT = defineSearchAttributeKey('ExperimentsKept', Sear
 export const EXPERIMENT_STATUS = defineSearchAttributeKey('ExperimentStatus', SearchAttributeType.KEYWORD);
 export const VAL_BPB = defineSearchAttributeKey('ValBpb', SearchAttributeType.DOUBLE);
 
-export const ALL_SEARCH_ATTRIBUTES = [RESEARCH_TAG, BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, EXPERIMENT_STATUS, VAL_BPB];
+export const ALL_SEARCH_ATTRIBUTES = [
+  RESEARCH_TAG,
+  BEST_VAL_BPB,
+  EXPERIMENTS_DONE,
+  EXPERIMENTS_KEPT,
+  EXPERIMENT_STATUS,
+  VAL_BPB,
+];

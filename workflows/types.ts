@@ -102,7 +102,16 @@ export interface Edit {
  * `change` is what really changed, computed from the files (e.g. `LEARNING_RATE 0.006 -> 0.03`).
  */
 export type Proposal =
-  | { ok: true; description: string; files: Record<string, string>; edits: Edit[]; change: string; tokens: number; fixes?: string; temperature?: number }
+  | {
+      ok: true;
+      description: string;
+      files: Record<string, string>;
+      edits: Edit[];
+      change: string;
+      tokens: number;
+      fixes?: string;
+      temperature?: number;
+    }
   | { ok: false; reason: string; tokens: number; final?: boolean }; // final: no later proposal can succeed either
 
 /** One experiment as written to results.jsonl; results.tsv holds five of its fields. */
