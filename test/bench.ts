@@ -154,15 +154,16 @@ function pythonExecutable(): string {
 type BaseConfig = Omit<RunConfig, 'timeoutMs' | 'budgetSeconds' | 'parallel'>;
 
 /** A fresh research repo (program.md names the run, so every repo has its own root commit and GPU queue). */
-async function benchRun(label: string, thinkSeconds: number, python: string, repos: string[], noise = false): Promise<BaseConfig> {
+async function benchRun(label: string, thinkSeconds: number, python: string, repos: string[], slots: number, noise = false): Promise<BaseConfig> {
   const harness = noise ? NOISY_HARNESS_PY : HARNESS_PY;
   const files = { 'train.py': TRAIN_PY, 'harness.py': harness, 'program.md': programFor(label, thinkSeconds) };
   const repo = await makeRepo(files);
   repos.push(repo);
   return {
     tag: label, repo, proposer: 'llm', model: 'bench', editable: ['train.py'], command: `${python} train.py`, seed: 1,
-    // Without noise: one training per experiment, so each record times all of its trainings.
-    ...(noise ? { minImprovement: 0, baselineRuns: 3, confirmZ: 2 } : { minImprovement: MIN_IMPROVEMENT, baselineRuns: 1, confirmZ: 0 }),
+    // The baseline's repeats fill every slot while the first proposals are made (as a real run's do, to
+    // measure the noise); without noise, nothing else is trained twice.
+    ...(noise ? { minImprovement: 0, baselineRuns: 3, confirmZ: 2 } : { minImprovement: MIN_IMPROVEMENT, baselineRuns: slots, confirmZ: 0 }),
   };
 }
 
@@ -177,7 +178,8 @@ async function continueAsNewTimes(env: TestWorkflowEnvironment, tag: string): Pr
 /** What the run left in its results: each training's own start and end, and the decisions. */
 async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string): Promise<Omit<Outcome, 'wallSeconds'>> {
   const records = await readRecords(repo, s.label);
-  const trainings = records.flatMap(({ metrics: m }) =>
+  // Every training of every experiment (the baseline's repeats, a confirmation), by its own clock.
+  const trainings = records.flatMap((r) => (r.runs ?? []).map((run) => run.metrics)).flatMap((m) =>
     m.train_start && m.train_end ? [{ start: m.train_start, end: m.train_end }] : []);
   const candidates = records.filter((r) => r.n > 0);
   const runs = candidates.flatMap((r) => r.runs ?? []);
@@ -197,7 +199,7 @@ async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string
 async function runScenario(
   env: TestWorkflowEnvironment, s: Scenario, opts: Options, python: string, repos: string[],
 ): Promise<Outcome> {
-  const base = await benchRun(s.label, s.thinkSeconds, python, repos, s.noise);
+  const base = await benchRun(s.label, s.thinkSeconds, python, repos, s.slots, s.noise);
   const config: RunConfig = {
     ...base, timeoutMs: (opts.trainSeconds + TIMEOUT_ALLOWANCE_S) * 1000, budgetSeconds: opts.trainSeconds,
     parallel: s.slots, maxExperiments: opts.perSlot * s.slots,
@@ -316,7 +318,7 @@ function printNoise(o: Outcome): void {
 
 /** Against a run waiting for its baseline's slot (no GPU worker holds its repo): `status` queries a live run. */
 async function printCli(env: TestWorkflowEnvironment, python: string, repos: string[]): Promise<void> {
-  const config = await benchRun('cli-probe', 0, python, repos);
+  const config = await benchRun('cli-probe', 0, python, repos, 1);
   const probe = { ...config, timeoutMs: 60_000, budgetSeconds: 1, parallel: 1, maxExperiments: 2 };
   await startRun(async () => env.client, probe);
   const latencies: Latency[] = await cliLatency(env.address, config.tag, CLI_RUNS);

@@ -59,7 +59,7 @@ async function recordNight(repo: string): Promise<ExperimentRecord[]> {
       metrics: outcome.valBpb === null ? {} : { val_bpb: outcome.valBpb },
       proposer: n === 0 ? 'baseline' : 'llm', tokens: n === 0 ? 0 : 1000, seed: n * 16,
       runs: results.map((r, i) => ({
-        seed: n * 16 + i, valBpb: r.metrics.val_bpb ?? null, seconds: r.seconds, worker: r.worker,
+        seed: n * 16 + i, valBpb: r.metrics.val_bpb ?? null, seconds: r.seconds, worker: r.worker, metrics: r.metrics,
       })),
       confirmed: outcome.status === 'keep' && n > 0 && results.length > 1 ? true : undefined,
       sigma: sigmaOf(noise) ?? undefined,

@@ -576,6 +576,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       valBpb: r.metrics.val_bpb ?? null,
       seconds: r.seconds,
       worker: r.worker,
+      metrics: r.metrics,
     }));
     return {
       id: launched.id,

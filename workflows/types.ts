@@ -181,6 +181,7 @@ export interface RunScore {
   valBpb: number | null;
   seconds: number;
   worker: string;
+  metrics: Record<string, number>; // every numeric key of its summary
 }
 
 export interface InFlight {
