@@ -228,7 +228,10 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
 
   /** Why no new proposal may start now (a reason that lifts itself, like a pause, or one that ends the run). */
   function whyNoProposal(): string | null {
-    if (whyEnding() !== null || proposalsOver || run.paused || boundaryReached()) return 'not now';
+    if (whyEnding() !== null || proposalsOver || run.paused) return 'not now';
+    // At the boundary the run waits for its own proposals to settle before continuing as new: it keeps enough
+    // in the queue to feed every slot meanwhile, and starts no more.
+    if (boundaryReached() && run.ready.length + proposing.size >= config.parallel) return 'continuing as new';
     if (config.untilMs !== undefined && Date.now() + run.proposalMs + config.timeoutMs > config.untilMs)
       return 'too late';
     if (config.maxTokensTotal !== undefined && unreservedTokens()! < MIN_TOKEN_ALLOWANCE) {
