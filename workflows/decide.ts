@@ -7,6 +7,11 @@ export interface Decision {
   valBpb: number | null;
 }
 
+/** The result of a training that never ran (cancelled, no commit, its proposer or its workflow failed). */
+export function untrained(problem: string): TrainingResult {
+  return { exitCode: null, timedOut: false, metrics: {}, seconds: 0, logTail: '', problem, worker: '', sandboxed: true };
+}
+
 /** Why a finished command cannot be scored, or null when it produced a finite val_bpb. */
 export function crashReason(result: TrainingResult): string | null {
   if (result.problem) return result.problem;

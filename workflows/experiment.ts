@@ -15,6 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
 import type { TrainingActivities } from '../gpu-worker/training';
+import { untrained } from './decide';
 import { EXPERIMENT_STATUS, VAL_BPB } from './search-attributes';
 import { causeOf, summary } from './failures';
 import {
@@ -31,9 +32,10 @@ const TRAIN_GRACE_MS = 60_000; // the activity enforces --timeout itself; this c
 const HEARTBEAT_TIMEOUT = '30 seconds'; // a silent GPU worker is presumed dead and the training retried
 const DECISION_WAIT = '7 days'; // a study that never decides (terminated) must not keep its children forever
 
-const control = proxyActivities<ControlActivities>({
+/** The control activities, for the study and its experiments alike. */
+export const control = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '30 seconds', // git and file appends; a worker killed mid-way is retried this soon
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 
@@ -140,13 +142,13 @@ async function trainAndReport(
 ): Promise<void> {
   let result: TrainingResult;
   try {
-    result = state.cannot ? failed(state.cannot) : await train(input, input.label, run, seed);
+    result = state.cannot ? untrained(state.cannot) : await train(input, input.label, run, seed);
   } catch (err) {
     if (!isCancellation(err)) throw err;
-    result = failed('cancelled');
+    result = untrained('cancelled');
   }
   await CancellationScope.nonCancellable(() => committed);
-  if (state.cannot && !result.problem) result = failed(state.cannot); // trained, but with no commit to stand for it
+  if (state.cannot && !result.problem) result = untrained(state.cannot); // trained, but with no commit to stand for it
   // The study may be between runs (continue-as-new): a signal by workflow id reaches whichever run is current.
   await CancellationScope.nonCancellable(
     () =>
@@ -187,19 +189,7 @@ async function train(input: ExperimentInput, commit: string, run: number, seed: 
     return await gpu.executeWithOptions(summary(input.experimentId, what), [training]);
   } catch (err) {
     if (isCancellation(err)) throw err;
-    return failed(`training failed: ${causeOf(err)}`);
+    return untrained(`training failed: ${causeOf(err)}`);
   }
 }
 
-function failed(problem: string): TrainingResult {
-  return {
-    exitCode: null,
-    timedOut: false,
-    metrics: {},
-    seconds: 0,
-    logTail: '',
-    problem,
-    worker: '',
-    sandboxed: true,
-  };
-}

@@ -24,8 +24,8 @@ import {
   ApplicationFailure,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
-import { judgeRuns, NO_NOISE, sigmaOf, withGroup, type Decision, type Judgement, type Noise } from './decide';
-import { decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
+import { judgeRuns, NO_NOISE, sigmaOf, untrained, withGroup, type Decision, type Judgement, type Noise } from './decide';
+import { control, decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
 import { verifyWorkflow } from './morning';
 import { causeOf, failureType, summary } from './failures';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from './search-attributes';
@@ -57,11 +57,6 @@ const CRASH_LOG_CHARS = 3_000; // of a crash's log tail handed to the llm propos
 const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget buys no useful proposal
 const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
 
-const control = proxyActivities<ControlActivities>({
-  taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '30 seconds', // git and file appends; a worker killed mid-way is retried this soon
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
-});
 const proposer = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
   startToCloseTimeout: '30 minutes', // a slow local model streams for minutes; silence is caught by the heartbeat
@@ -365,7 +360,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
     const n = run.nextNumber++;
     const id = experimentId(config.tag, n);
     const startedAt = new Date().toISOString();
-    const results = [noTraining(`proposer failed: ${proposal.reason}`)];
+    const results = [untrained(`proposer failed: ${proposal.reason}`)];
     run.launched.push({
       id,
       n,
@@ -490,7 +485,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   function reportUntrained(id: string, problem: string): void {
     const l = run.launched.find((x) => x.id === id);
     if (!l || l.pending === 0) return;
-    l.results = l.results.map((r) => r ?? noTraining(problem));
+    l.results = l.results.map((r) => r ?? untrained(problem));
     l.pending = 0;
     run.toJudge.push(id);
     tick++;
@@ -812,19 +807,6 @@ function recordWhat(entry: ExperimentRecord, moves: boolean): string {
   return `record ${entry.status}${entry.valBpb === null ? '' : ` ${entry.valBpb.toFixed(6)}`}${moves ? ', move the branch' : ''}`;
 }
 
-/** A result for an experiment that never trained (its proposer failed, or its workflow did). */
-function noTraining(problem: string): TrainingResult {
-  return {
-    exitCode: null,
-    timedOut: false,
-    metrics: {},
-    seconds: 0,
-    logTail: '',
-    problem,
-    worker: '',
-    sandboxed: true,
-  };
-}
 
 /** AUTORESEARCH_SEED of training i of experiment n: fixed by the run's --seed, different for every training. */
 function seedOf(config: RunConfig, n: number, i: number): number {
