@@ -1,7 +1,8 @@
 // The LLM's answer protocol: {"description", "base", "set": {NAME: value}, "edits": [{"path", "search", "replace"}]},
 // applied and checked here. Everything is pure or local (a Python child process for the checker), so a bad
 // answer is explained to the model, not retried blindly: each reason names what to do instead.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -13,6 +14,7 @@ const QUOTE_CHARS = 120; // a search text or a file line quoted back to the mode
 const CLOSEST_LINES = 3; // shown when a search text is absent: enough to spot the right one
 const FINDINGS_SHOWN = 3;
 const CHECK_TIMEOUT_MS = 30_000; // pyflakes reads a training script in well under a second
+const CHECKED_KEPT = 64; // sources whose findings are remembered: the best version is checked once, not per proposal
 const LCS_CELLS = 4_000_000; // a line diff beyond this compares the changed region as a whole
 // The Python environment `npx autoresearch provision` builds (scripts/provision.ts): pyflakes is installed there.
 const CACHE_DIR = process.env.AUTORESEARCH_CACHE ?? join(homedir(), '.cache', 'autoresearch');
@@ -492,33 +494,53 @@ function findChecker(): Checker {
   return { python, pyflakes: withFlakes !== undefined };
 }
 
-/** Parses `source` and runs pyflakes over it; never executes it. */
-export function checkSource(path: string, source: string): CheckResult {
-  const checker = checkerPython();
-  if (!checker) return { findings: null };
-  const run = spawnSync(checker.python, ['-c', CHECKER, path], {
-    input: source,
-    encoding: 'utf8',
-    timeout: CHECK_TIMEOUT_MS,
-  });
-  if (run.status !== 0) {
-    throw new Error(`the Python checker failed (${run.error?.message ?? run.stderr.trim().split('\n').at(-1)})`);
+const checked = new Map<string, Promise<CheckResult>>(); // by path and source digest, oldest first
+
+/**
+ * Parses `source` and runs pyflakes over it; never executes it. Asynchronous: the worker that checks also runs
+ * workflow tasks and starts trainings, which must not wait for a Python process.
+ */
+export function checkSource(path: string, source: string): Promise<CheckResult> {
+  const key = `${path}\0${createHash('sha256').update(source).digest('hex')}`;
+  let result = checked.get(key);
+  if (!result) {
+    result = runChecker(path, source);
+    result.catch(() => checked.delete(key));
+    checked.set(key, result);
+    if (checked.size > CHECKED_KEPT) checked.delete(checked.keys().next().value!);
   }
-  return JSON.parse(run.stdout) as CheckResult;
+  return result;
+}
+
+function runChecker(path: string, source: string): Promise<CheckResult> {
+  const checker = checkerPython();
+  if (!checker) return Promise.resolve({ findings: null });
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      checker.python,
+      ['-c', CHECKER, path],
+      { encoding: 'utf8', timeout: CHECK_TIMEOUT_MS },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`the Python checker failed (${stderr.trim().split('\n').at(-1) || err.message})`));
+        else resolve(JSON.parse(stdout) as CheckResult);
+      },
+    );
+    child.stdin!.end(source);
+  });
 }
 
 /**
  * Refuses a candidate whose changed Python files do not parse or gain a pyflakes finding that fails at run time
  * (an undefined name...). Findings the file already had before are not the candidate's doing and pass.
  */
-export function validateCandidate(before: Record<string, string>, after: Record<string, string>): void {
+export async function validateCandidate(before: Record<string, string>, after: Record<string, string>): Promise<void> {
   for (const [path, source] of Object.entries(after)) {
     if (!path.endsWith('.py') || source === before[path]) continue;
-    const result = checkSource(path, source);
+    const result = await checkSource(path, source);
     if (result.syntax) throw new InvalidAnswer(`${path} does not parse as Python: ${result.syntax}`, 'check');
     if (!result.findings) continue;
     const known = new Set(
-      (before[path] === undefined ? [] : (checkSource(path, before[path]).findings ?? [])).map(
+      (before[path] === undefined ? [] : ((await checkSource(path, before[path])).findings ?? [])).map(
         (f) => `${f.kind} ${f.text}`,
       ),
     );

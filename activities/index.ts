@@ -193,7 +193,7 @@ export async function rebaseProposal({ config, key, onto, description, edits }: 
   let files: Record<string, string>;
   try {
     files = applyEdits(before, edits, config.editable);
-    validateCandidate(before, files);
+    await validateCandidate(before, files);
   } catch (err) {
     if (!(err instanceof InvalidAnswer)) throw err;
     // Dropped: its refs go, so the sweep may propose the same configuration again from the new best.

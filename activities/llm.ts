@@ -263,10 +263,10 @@ function endpointTrouble(err: APIError, silenceMs: number): string {
 }
 
 /** Applies and checks one answer; throws InvalidAnswer with the reason for the model. */
-export function evaluateAnswer(
+export async function evaluateAnswer(
   ctx: LlmContext,
   text: string,
-): Omit<Extract<Proposal, { ok: true }>, 'ok' | 'tokens' | 'temperature'> {
+): Promise<Omit<Extract<Proposal, { ok: true }>, 'ok' | 'tokens' | 'temperature'>> {
   const { config, best, crashed } = ctx;
   const answer = parseAnswer(text);
   const fixing = answer.base === 'crashed' && crashed !== undefined;
@@ -280,7 +280,7 @@ export function evaluateAnswer(
   if (config.editable.every((p) => files[p] === best.files[p])) {
     throw new InvalidAnswer('the result is the same as the best version: propose a change to it', 'apply');
   }
-  validateCandidate(best.files, files);
+  await validateCandidate(best.files, files);
   const edits: Edit[] = [...answer.edits, ...set.edits];
   return {
     description: answer.description,
@@ -400,7 +400,7 @@ export async function runProposal(ctx: LlmContext, hooks: ProposerHooks): Promis
         tokens: answer.tokens,
       };
       try {
-        const proposal = evaluateAnswer(ctx, answer.text);
+        const proposal = await evaluateAnswer(ctx, answer.text);
         hooks.onAnswer?.({ outcome: 'usable', ...report });
         const temperature = state.extras.temperature ? (ctx.config.temperature ?? DEFAULT_TEMPERATURE) : undefined;
         return { ok: true, ...proposal, tokens: state.tokens, temperature };

@@ -6,14 +6,15 @@
 // the slots (`ahead` left to the run) beside `--ahead 0`; then one run across continue-as-new
 // boundaries, and how long the CLI takes to answer.
 //
-//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~17 min)
+//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~32 min)
 //   npm run bench -- --quick        T = 5 s, L ∈ {0, 3} s, 4 experiments a slot (~3 min)
 //   --train S          training seconds T
 //   --think L,L        the model's think times, seconds
 //   --slots N,N        slot counts to compare
 //   --per-slot N       experiments per slot in each run (the baseline included)
 //   --history-size N   the boundary run's continue-as-new interval, experiments (default 4)
-//   --jobs N           runs side by side, each with its own repo and GPU queue (default 2; 1 = one after another)
+//   --jobs N           runs side by side, each with its own repo and GPU queue (default 1: one after another, so no
+//                      run's overhead is another's CPU; 2 halves the time on this 2-core machine)
 //   --no-boundary      skip the continue-as-new run
 //   --no-noise         skip the noisy run (what confirmation runs cost on a night keeping ~15-20%)
 //   --no-cli           skip the CLI latency figures
@@ -90,7 +91,7 @@ function options(argv: string[]): Options {
     slots: parsed.slots === undefined ? [1, 4] : numbers('slots', parsed.slots, 1, true),
     perSlot: count('per-slot', parsed['per-slot'], quick ? 4 : 6, 2),
     historySize: count('history-size', parsed['history-size'], 4),
-    jobs: count('jobs', parsed.jobs, 2),
+    jobs: count('jobs', parsed.jobs, 1),
     boundary: !parsed['no-boundary'],
     noise: !parsed['no-noise'],
     cli: !parsed['no-cli'],

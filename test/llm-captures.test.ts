@@ -45,7 +45,7 @@ const config: RunConfig = {
 };
 
 /** The answer judged against the files its own prompt showed: usable, or which check refused it. */
-function judge(capture: Capture): { outcome: string; reason?: string } {
+async function judge(capture: Capture): Promise<{ outcome: string; reason?: string }> {
   const crashed = shownFile(capture, '# The last experiment crashed');
   const record = { id: 'crashed', description: '', reason: '' } as ExperimentRecord;
   const ctx: LlmContext = {
@@ -55,7 +55,7 @@ function judge(capture: Capture): { outcome: string; reason?: string } {
     records: [],
   };
   try {
-    evaluateAnswer(ctx, capture.answer);
+    await evaluateAnswer(ctx, capture.answer);
     return { outcome: 'usable' };
   } catch (err) {
     if (!(err instanceof InvalidAnswer)) throw err;
@@ -63,8 +63,8 @@ function judge(capture: Capture): { outcome: string; reason?: string } {
   }
 }
 
-test('the checker stops the captured answers that crashed a training with a NameError, and only those', () => {
-  const judged = captures.map((c) => ({ call: c.call, ...judge(c) }));
+test('the checker stops the captured answers that crashed a training with a NameError, and only those', async () => {
+  const judged = await Promise.all(captures.map(async (c) => ({ call: c.call, ...(await judge(c)) })));
   for (const j of judged) console.log(`call ${j.call}: ${j.outcome}${j.reason ? ` — ${j.reason.slice(0, 150)}` : ''}`);
   const stopped = judged.filter((j) => j.outcome === 'pyflakes');
   const passedParse = judged.filter((j) => j.outcome === 'usable' || j.outcome === 'pyflakes');
@@ -104,7 +104,7 @@ test('replayed in order as a six-proposal study: nothing the checker rejects is 
     const proposal = (await new MockActivityEnvironment().run(proposeWithLlm, ctx)) as Proposal;
     proposals.push(proposal);
     if (proposal.ok) {
-      assert.doesNotThrow(() => validateCandidate(best.files, proposal.files), 'a proposal the checker would reject');
+      await assert.doesNotReject(validateCandidate(best.files, proposal.files), 'a proposal the checker would reject');
       assert.equal(proposal.change, 'LEARNING_RATE 0.006 -> 0.03', 'the only usable captured answer');
       records.push({
         ...record(key, proposal.description, 'd'.repeat(40), 'discard', LR_X5_BPB, 'decided'),

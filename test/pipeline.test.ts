@@ -201,6 +201,44 @@ test('--max-experiments and --max-tokens-total hold exactly with proposals ahead
   fake.fallback = () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' });
 });
 
+test('at each continue-as-new boundary the next run is handed a ready candidate for every slot', async () => {
+  fake.script.length = 0;
+  fake.requests.length = 0;
+  // A model that takes about half a second an answer, turning the knobs in turn: had the run let its queue run dry
+  // at the boundary, the next run's slots would wait for its first answers.
+  let k = 0;
+  fake.fallback = () => {
+    const knob = 'ABCDEF'[k % 6];
+    const value = 5 + Math.floor(k++ / 6);
+    return { content: answer(`set ${knob} to ${value}`, [], 'best', { [knob]: value }), chunkDelayMs: 80 };
+  };
+  const slots = 2;
+  const max = 11;
+  const run = await study(
+    KNOBS.replace('SLEEP = 1.0', 'SLEEP = 3.0'),
+    (repo) => config(repo, 'boundary', { proposer: 'llm', model: 'm', parallel: slots, maxExperiments: max, experimentsPerHistory: 3 }),
+    slots,
+  );
+  const view = await run.finished;
+  await run.ran;
+  fake.fallback = () => ({ status: 500, body: '{"error":{"message":"script exhausted"}}' });
+  assert.equal(view.state, 'completed', view.reason);
+  assert.equal(view.experimentsDone, max);
+  const handed: string[] = [];
+  for await (const execution of env.client.workflow.list({ query: `WorkflowId = "${workflowIdFor(run.tag)}"` })) {
+    const history = await env.client.workflow.getHandle(workflowIdFor(run.tag), execution.runId).fetchHistory();
+    const input = history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads!;
+    if (input.length < 2) continue; // the first run: nothing carried
+    const carried = JSON.parse(Buffer.from(input[1].data!).toString('utf8')) as { nextNumber: number; ready: unknown[] };
+    handed.push(`${carried.ready.length} ready at ${carried.nextNumber}`);
+    assert.ok(
+      carried.ready.length >= Math.min(slots, max - carried.nextNumber),
+      `a run continued as new with only ${carried.ready.length} ready, ${max - carried.nextNumber} experiments to go`,
+    );
+  }
+  assert.ok(handed.length >= 2, `${handed.length} continue-as-new: ${handed.join(', ')}`);
+});
+
 test('paused, queued proposals wait and nothing new trains; resumed, they train; stopped, nothing queued trains', async () => {
   fake.script.length = 0;
   let k = 0;

@@ -63,7 +63,7 @@ async function main(): Promise<void> {
 
   const SCORE = `python3 -c "import hashlib; h = hashlib.md5(open('train.py', 'rb').read()).hexdigest(); print('---'); print('val_bpb:', 1 + int(h[:6], 16) / 1e8)"`;
   const knobs = ['A', 'B', 'C', 'D', 'E', 'F'].map((k, i) => `${k} = ${i + 2}  # knob ${k}`).join('\n') + '\n';
-  await record('continued', { 'train.py': knobs }, { command: SCORE, maxExperiments: 14, parallel: 2, experimentsPerHistory: 6 });
+  await record('continued', { 'train.py': knobs }, { command: SCORE, maxExperiments: 18, parallel: 2, experimentsPerHistory: 5 });
 
   // Seeded noise: the baseline's repeats measure σ, a near-tie is confirmed, and the run ends with its verdict.
   const noisy = `A = 1  # a small gain when moved\nB = 1  # a small gain when moved\nimport os, random\nnoise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, 0.001)\nprint("---")\nprint(f"val_bpb: {1 - 0.002 * (A != 1) - 0.002 * (B != 1) + noise:.6f}")\n`;

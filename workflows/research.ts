@@ -130,6 +130,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   const rebasing = new Set<number>();
   let starting = 0; // child workflows whose start is not yet confirmed
   let recording = false;
+  let boundaryAt: number | null = null; // the experiment count at which this run first reached its boundary
+  let closing = false; // past the boundary with the queue deep enough: no more proposals, continue as new once settled
   let stop: { cancelInFlight: boolean; reason: string } | null = null;
   let halt: string | null = null; // the run cannot go on: it ends failed, with this reason
   let proposalsOver: string | null = null; // no proposal can succeed any more (budget spent, sweep exhausted)
@@ -171,11 +173,11 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
       if (ending !== null && idle()) {
         return await finish(ending);
       }
-      if (ending === null && boundaryReached() && pipelineSettled()) {
+      plan();
+      if (ending === null && boundaryReached() && pipelineSettled() && proposalsWanted() <= 0) {
         describe('continuing as new');
         return await continueAsNew<typeof researchWorkflow>(config, run);
       }
-      plan();
       const seen = tick;
       await condition(() => tick !== seen || fatal !== null);
     }
@@ -224,9 +226,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   /** Why no new proposal may start now (a reason that lifts itself, like a pause, or one that ends the run). */
   function whyNoProposal(): string | null {
     if (whyEnding() !== null || proposalsOver || run.paused) return 'not now';
-    // At the boundary the run waits for its own proposals to settle before continuing as new: it keeps enough
-    // in the queue to feed every slot meanwhile, and starts no more.
-    if (boundaryReached() && run.ready.length + proposing.size >= config.parallel) return 'continuing as new';
+    if (closingForBoundary()) return 'continuing as new';
     if (config.untilMs !== undefined && Date.now() + run.proposalMs + config.timeoutMs > config.untilMs)
       return 'too late';
     if (config.maxTokensTotal !== undefined && unreservedTokens()! < MIN_TOKEN_ALLOWANCE) {
@@ -241,24 +241,55 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
   function proposalsWanted(): number {
     if (whyNoProposal() !== null) return 0;
     const freeSlots = config.parallel - slotsBusy();
-    const remaining = config.maxExperiments === undefined ? Infinity : config.maxExperiments - run.nextNumber;
-    const want = Math.min(ahead() + Math.max(0, freeSlots), remaining);
+    const deeper = boundaryReached() ? boundaryDepth() : 0; // the queue that carries every slot through the boundary
+    const want = Math.min(ahead() + Math.max(0, freeSlots) + deeper, remaining());
     const have = run.ready.length + proposing.size;
     // The sweep is instant and must see every earlier proposal's ref to never repeat one: one at a time.
     if (config.proposer === 'sweep') return proposing.size > 0 ? 0 : Math.min(1, want - have);
     return want - have;
   }
 
-  /** --ahead, or as many as keep every slot fed: one per slot, more when proposing takes longer than training. */
+  /**
+   * --ahead, or as many as keep every slot fed: those still being proposed while the slots train (P·L/T for a
+   * proposal of L and a training of T) and one ready a slot besides, so a proposal dropped because a keep
+   * overwrote what it edits does not leave a slot waiting for a fresh one.
+   */
   function ahead(): number {
     if (config.ahead !== undefined) return config.ahead;
-    const perSlot = run.trainingMs > 0 ? Math.ceil(run.proposalMs / run.trainingMs) : 1;
-    return config.parallel * Math.min(MAX_AHEAD_PER_SLOT, Math.max(1, perSlot));
+    const inFlight = run.trainingMs > 0 ? Math.ceil((config.parallel * run.proposalMs) / run.trainingMs) : 0;
+    return Math.min(MAX_AHEAD_PER_SLOT * config.parallel, inFlight + config.parallel);
+  }
+
+  function remaining(): number {
+    return config.maxExperiments === undefined ? Infinity : config.maxExperiments - run.nextNumber;
   }
 
   function boundaryReached(): boolean {
     const every = config.experimentsPerHistory ?? EXPERIMENTS_PER_HISTORY;
-    return run.nextNumber - firstNumberHere >= every || workflowInfo().continueAsNewSuggested;
+    const reached = run.nextNumber - firstNumberHere >= every || workflowInfo().continueAsNewSuggested;
+    if (reached) boundaryAt ??= run.nextNumber;
+    return reached;
+  }
+
+  /**
+   * Past the boundary the run waits for its own proposals to settle, then continues as new; the next run's
+   * first proposals take as long again. So it stops proposing only once enough are ready to feed every slot
+   * through both waits, or when a whole round of slots has started since the boundary (a queue that never fills).
+   */
+  function closingForBoundary(): boolean {
+    if (!closing && boundaryReached()) {
+      closing = run.ready.length >= boundaryDepth() || run.nextNumber - boundaryAt! >= config.parallel;
+    }
+    return closing;
+  }
+
+  /**
+   * Trainings expected to end while this run's proposals settle and the next run's first ones are made: at least one
+   * a slot, at most what a slow proposer is allowed in flight.
+   */
+  function boundaryDepth(): number {
+    const ends = run.trainingMs > 0 ? Math.ceil((config.parallel * 2 * run.proposalMs) / run.trainingMs) : 0;
+    return Math.min(Math.max(config.parallel, Math.min(ends, MAX_AHEAD_PER_SLOT * config.parallel)), remaining());
   }
 
   /** Nothing of this run's own is in flight (children are carried over; activities are not). */
