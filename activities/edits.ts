@@ -525,6 +525,7 @@ function runChecker(path: string, source: string): Promise<CheckResult> {
         else resolve(JSON.parse(stdout) as CheckResult);
       },
     );
+    child.stdin!.on('error', () => undefined); // a checker that dies before reading is reported by its exit above
     child.stdin!.end(source);
   });
 }

@@ -6,7 +6,7 @@
 // the slots (`ahead` left to the run) beside `--ahead 0`; then one run across continue-as-new
 // boundaries, and how long the CLI takes to answer.
 //
-//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~32 min)
+//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~35 min)
 //   npm run bench -- --quick        T = 5 s, L ∈ {0, 3} s, 4 experiments a slot (~3 min)
 //   --train S          training seconds T
 //   --think L,L        the model's think times, seconds
