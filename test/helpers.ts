@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { createGpuWorker, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import type { RunConfig } from '../workflows/types';
 import { quietWorkerLogs } from '../scripts/connect';
 import { temporalCli } from '../scripts/provision';
 import { fakeOpenAI, type FakeOpenAI } from './fake-openai';
@@ -116,6 +117,23 @@ elif outcome != "missing":
 print("training_seconds: 0.1")
 print("peak_vram_mb:     2048.0")
 `;
+
+/** A study of train.py in `repo`, one slot, the sweep proposer, every gain kept: `extra` says what differs. */
+export function studyConfig(repo: string, tag: string, extra: Partial<RunConfig> = {}): RunConfig {
+  return {
+    tag,
+    repo,
+    proposer: 'sweep',
+    editable: ['train.py'],
+    command: 'python3 train.py',
+    timeoutMs: 30_000,
+    budgetSeconds: 1,
+    parallel: 1,
+    seed: 3,
+    minImprovement: 0,
+    ...extra,
+  };
+}
 
 /** A dev server and a local OpenAI-compatible server for one test file, handed to `use` and torn down after it. */
 export function withServers(use: (env: TestWorkflowEnvironment, fake: FakeOpenAI) => void, apiKey?: string): void {

@@ -15,12 +15,11 @@ import {
   workflowIdFor,
   type Ablation,
   type Interval,
-  type RunConfig,
   type StatusView,
   type Verdict,
 } from '../workflows/types';
 import { answer, type FakeOpenAI, type Reply } from './fake-openai';
-import { withServers, makeRepo, runWorkers } from './helpers';
+import { withServers, makeRepo, runWorkers, studyConfig } from './helpers';
 
 const TRAIN = `X = 4  # worth 0.10 at 8, 0.12 at 16
 Y = 4  # worth 0.05 at 8
@@ -46,23 +45,16 @@ test("verify states the night's gain with an interval, and ablate what each kept
     edit('raise X more', 'X = 8 ', 'X = 16 '),
   );
   const repo = await makeRepo({ 'train.py': TRAIN });
-  const config: RunConfig = {
-    tag: 'morning',
-    repo,
+  const config = studyConfig(repo, 'morning', {
     proposer: 'llm',
     model: 'm',
-    editable: ['train.py'],
-    command: 'python3 train.py',
     timeoutMs: 20_000,
-    budgetSeconds: 1,
-    parallel: 1,
     ahead: 0,
     seed: 11,
-    minImprovement: 0,
     baselineRuns: 2,
     maxExperiments: 4,
     verifyRuns: 3,
-  };
+  });
   await startRun(async () => env.client, config);
   const finished = env.client.workflow.getHandle(workflowIdFor('morning')).result() as Promise<StatusView>;
   const ablated = finished.then(() =>

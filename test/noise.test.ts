@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readRecords } from '../activities/results';
 import { startRun } from '../scripts/runs';
-import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
+import { workflowIdFor, type StatusView } from '../workflows/types';
 import { answer, type FakeOpenAI, type Reply } from './fake-openai';
-import { withServers, makeRepo, runWorkers } from './helpers';
+import { withServers, makeRepo, runWorkers, studyConfig } from './helpers';
 
 const SIGMA = 0.001;
 // A does nothing; B is worth 5σ; C is worth 20σ. Every training adds seeded noise of σ.
@@ -34,22 +34,15 @@ test('no change inside the noise is kept, a 5σ gain is kept after confirmation,
   const nulls = [1, 2, 3, 4, 5, 6, 7, 8].map((v) => set('A', 0, v));
   fake.script.push(...nulls, set('B', 0, 1), set('C', 0, 1));
   const repo = await makeRepo({ 'train.py': TRAIN });
-  const config: RunConfig = {
-    tag: 'noise',
-    repo,
+  const config = studyConfig(repo, 'noise', {
     proposer: 'llm',
     model: 'm',
-    editable: ['train.py'],
-    command: 'python3 train.py',
     timeoutMs: 20_000,
-    budgetSeconds: 1,
-    parallel: 1,
     ahead: 0,
     seed: 7,
-    minImprovement: 0,
     baselineRuns: 4,
     maxExperiments: 11,
-  };
+  });
   await startRun(async () => env.client, config);
   const finished = env.client.workflow.getHandle(workflowIdFor('noise')).result() as Promise<StatusView>;
   await runWorkers(env.nativeConnection, { checkout: repo, slots: 2 }, finished);

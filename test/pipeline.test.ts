@@ -8,7 +8,7 @@ import { fetchStatus } from '../scripts/status';
 import { startRun, stopRun, pauseRun, resumeRun } from '../scripts/runs';
 import { workflowIdFor, type ExperimentRecord, type RunConfig, type StatusView } from '../workflows/types';
 import { answer, type FakeOpenAI, type Recorded, type Reply } from './fake-openai';
-import { withServers, gitIn, makeRepo, runWorkers, waitFor } from './helpers';
+import { withServers, gitIn, makeRepo, runWorkers, studyConfig, waitFor } from './helpers';
 
 // Six knobs; moving any of them away from 4 helps, each by its own amount, so parallel candidates race to
 // the branch and a later one often beats an earlier keep that overtook its parent.
@@ -38,22 +38,6 @@ print(f"val_bpb:          {1.0 - 0.1 * (X == 8) - 0.05 * (Y == 8) - 0.01 * (Y ==
 let env: TestWorkflowEnvironment;
 let fake: FakeOpenAI;
 withServers((e, f) => ((env = e), (fake = f)));
-
-function config(repo: string, tag: string, extra: Partial<RunConfig>): RunConfig {
-  return {
-    tag,
-    repo,
-    proposer: 'sweep',
-    editable: ['train.py'],
-    command: 'python3 train.py',
-    timeoutMs: 30_000,
-    budgetSeconds: 1,
-    parallel: 1,
-    seed: 3,
-    minImprovement: 0,
-    ...extra,
-  };
-}
 
 async function study(train: string, cfg: (repo: string) => RunConfig, slots: number) {
   const repo = await makeRepo({ 'train.py': train });
@@ -86,7 +70,7 @@ const edit = (description: string, search: string, replace: string): Reply => ({
 });
 
 test('with --parallel 3 every kept commit descends from the keep before it, and the branch only fast-forwards', async () => {
-  const run = await study(KNOBS, (repo) => config(repo, 'race', { parallel: 3, maxExperiments: 13 }), 3);
+  const run = await study(KNOBS, (repo) => studyConfig(repo, 'race', { parallel: 3, maxExperiments: 13 }), 3);
   const view = await run.finished;
   await run.ran;
   assert.equal(view.state, 'completed');
@@ -125,7 +109,7 @@ test('a queued proposal is rebased when the best moves, and one whose edits no l
   ]);
   const run = await study(
     XY,
-    (repo) => config(repo, 'rebase', { proposer: 'llm', model: 'm', ahead: 1, maxExperiments: 4 }),
+    (repo) => studyConfig(repo, 'rebase', { proposer: 'llm', model: 'm', ahead: 1, maxExperiments: 4 }),
     1,
   );
   const view = await run.finished;
@@ -168,7 +152,7 @@ test('--max-experiments and --max-tokens-total hold exactly with proposals ahead
   fake.fallback = () => edit(`set Y to ${++k + 10}`, 'Y = 4', `Y = ${k + 10}`);
   const counted = await study(
     XY,
-    (repo) => config(repo, 'exact', { proposer: 'llm', model: 'm', parallel: 2, ahead: 3, maxExperiments: 5 }),
+    (repo) => studyConfig(repo, 'exact', { proposer: 'llm', model: 'm', parallel: 2, ahead: 3, maxExperiments: 5 }),
     2,
   );
   const view = await counted.finished;
@@ -184,7 +168,7 @@ test('--max-experiments and --max-tokens-total hold exactly with proposals ahead
   const budget = 3_500;
   const spent = await study(
     XY,
-    (repo) => config(repo, 'tokens', { proposer: 'llm', model: 'm', parallel: 2, ahead: 2, maxTokensTotal: budget }),
+    (repo) => studyConfig(repo, 'tokens', { proposer: 'llm', model: 'm', parallel: 2, ahead: 2, maxTokensTotal: budget }),
     2,
   );
   const final = await spent.finished;
@@ -216,7 +200,7 @@ test('at each continue-as-new boundary the next run is handed a ready candidate 
   const max = 11;
   const run = await study(
     KNOBS.replace('SLEEP = 1.0', 'SLEEP = 3.0'),
-    (repo) => config(repo, 'boundary', { proposer: 'llm', model: 'm', parallel: slots, maxExperiments: max, experimentsPerHistory: 3 }),
+    (repo) => studyConfig(repo, 'boundary', { proposer: 'llm', model: 'm', parallel: slots, maxExperiments: max, experimentsPerHistory: 3 }),
     slots,
   );
   const view = await run.finished;
@@ -243,7 +227,7 @@ test('paused, queued proposals wait and nothing new trains; resumed, they train;
   fake.script.length = 0;
   let k = 0;
   fake.fallback = () => edit(`set Y to ${++k + 10}`, 'Y = 4', `Y = ${k + 10}`);
-  const run = await study(XY, (repo) => config(repo, 'queue', { proposer: 'llm', model: 'm', ahead: 2 }), 1);
+  const run = await study(XY, (repo) => studyConfig(repo, 'queue', { proposer: 'llm', model: 'm', ahead: 2 }), 1);
   await waitFor('two proposals queued behind a training', async () => {
     const v = await run.status();
     return (
@@ -285,7 +269,7 @@ test('paused, queued proposals wait and nothing new trains; resumed, they train;
 });
 
 test('a proposer that can never succeed ends the run with one line instead of looping all night', async () => {
-  const noKnobs = await study('print("---")\nprint("val_bpb: 1.0")\n', (repo) => config(repo, 'noknobs', {}), 1);
+  const noKnobs = await study('print("---")\nprint("val_bpb: 1.0")\n', (repo) => studyConfig(repo, 'noknobs', {}), 1);
   const ended = await noKnobs.finished;
   await noKnobs.ran;
   assert.equal(ended.state, 'completed');
@@ -300,7 +284,7 @@ test('a proposer that can never succeed ends the run with one line instead of lo
   fake.fallback = () => ({ content: 'I think you should try a larger learning rate.', tokens: 10 });
   const garbage = await study(
     XY,
-    (repo) => config(repo, 'garbage', { proposer: 'llm', model: 'm', maxProposerFailures: 3 }),
+    (repo) => studyConfig(repo, 'garbage', { proposer: 'llm', model: 'm', maxProposerFailures: 3 }),
     1,
   );
   const failed = await garbage.finished.then(
@@ -327,7 +311,7 @@ test('a crash is shown to the llm for repair at most twice, whatever fails in be
   const run = await study(
     CRASHY,
     (repo) =>
-      config(repo, 'repairs', { proposer: 'llm', model: 'm', ahead: 0, maxExperiments: 6, maxProposerFailures: 10 }),
+      studyConfig(repo, 'repairs', { proposer: 'llm', model: 'm', ahead: 0, maxExperiments: 6, maxProposerFailures: 10 }),
     1,
   );
   await run.finished;

@@ -174,7 +174,8 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried): Pr
         return await finish(ending);
       }
       plan();
-      if (ending === null && boundaryReached() && pipelineSettled() && proposalsWanted() <= 0) {
+      // Settled after plan(): it started no proposal, so none is wanted (past the boundary, the queue is deep enough).
+      if (ending === null && boundaryReached() && pipelineSettled()) {
         describe('continuing as new');
         return await continueAsNew<typeof researchWorkflow>(config, run);
       }
