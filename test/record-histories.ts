@@ -1,10 +1,12 @@
 // Records the histories that test/replay.test.ts replays against the current workflow code, so a
 // change that would break running studies fails `npm test`. Run by hand when the workflow changes
-// in a compatible way (with patching where needed), and commit the files:
-//   node --import tsx test/record-histories.ts
+// in a compatible way (with patching where needed), into a new folder named for the commit it records;
+// folders already there are never re-recorded (they are the studies a deploy must not break):
+//   node --import tsx test/record-histories.ts <short commit>
 import { Worker } from '@temporalio/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createControlWorker } from '../activities/worker';
 import { createGpuWorker } from '../gpu-worker/worker';
@@ -14,9 +16,11 @@ import { experimentWorkflowId, morningWorkflowId, workflowIdFor, type RunConfig,
 import { answer, fakeOpenAI } from './fake-openai';
 import { BEHAVIOUR_SCRIPT, devServer, makeRepo, waitFor } from './helpers';
 
-const OUT = join(__dirname, 'fixtures', 'histories');
+const OUT = join(__dirname, 'fixtures', 'histories', process.argv[2] ?? '');
 
 async function main(): Promise<void> {
+  if (!process.argv[2] || existsSync(OUT)) throw new Error('usage: record-histories.ts <short commit> (a folder that is not there yet)');
+  await mkdir(OUT);
   const env = await devServer();
   const fake = await fakeOpenAI('sk-recording');
 
