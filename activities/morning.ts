@@ -126,10 +126,19 @@ export function undoHunks(current: string, diff: string): string | null {
       .filter((l) => l.startsWith('-'))
       .map((l) => l.slice(1) + '\n')
       .join('');
-    if (added === '' || out.split(added).length !== 2) return null; // a pure deletion has nothing to search for
-    out = out.replace(added, () => removed);
+    const at = wholeLinesAt(out, added);
+    if (added === '' || at.length !== 1) return null; // a pure deletion has nothing to search for
+    out = out.slice(0, at[0]) + removed + out.slice(at[0] + added.length);
   }
   return out;
+}
+
+/** Where `lines` occurs as whole lines of `text` (so `X = 8` is not found inside `MAX = 8`). */
+function wholeLinesAt(text: string, lines: string): number[] {
+  const found: number[] = [];
+  for (let i = text.indexOf(lines); i >= 0; i = text.indexOf(lines, i + 1))
+    if (i === 0 || text[i - 1] === '\n') found.push(i);
+  return found;
 }
 
 /** A three-way merge that applies (change → its parent) onto the best; null on a conflict. */
