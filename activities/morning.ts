@@ -126,8 +126,9 @@ export function undoHunks(current: string, diff: string): string | null {
       .filter((l) => l.startsWith('-'))
       .map((l) => l.slice(1) + '\n')
       .join('');
+    if (added === '') return null; // a pure deletion has nothing to search for
     const at = wholeLinesAt(out, added);
-    if (added === '' || at.length !== 1) return null; // a pure deletion has nothing to search for
+    if (at.length !== 1) return null;
     out = out.slice(0, at[0]) + removed + out.slice(at[0] + added.length);
   }
   return out;
