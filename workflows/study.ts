@@ -302,7 +302,7 @@ function apply(config: RunConfig, s: Study, e: Event, out: Command[]): void {
       return;
     }
     case 'closed':
-      s.signals = s.signals.filter((x) => x.n !== e.n); // nobody is left to acknowledge them
+      // Its signals stay outstanding: the shell still answers each (undelivered), and only then may it continue as new.
       ended(s, e.n, `its workflow ${e.how}`);
       return;
     case 'signalled': {
