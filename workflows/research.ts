@@ -27,6 +27,18 @@ import type { ControlActivities } from '../activities';
 import { judgeRuns, NO_NOISE, sigmaOf, untrained, withGroup, type Decision, type Judgement, type Noise } from './decide';
 import { control, decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
 import { verifyWorkflow } from './morning';
+import {
+  CRASH_LOG_CHARS,
+  EXPERIMENTS_PER_HISTORY,
+  MAX_AHEAD_PER_SLOT,
+  MIN_TOKEN_ALLOWANCE,
+  PROPOSER_FAILURES_IN_A_ROW,
+  RECENT_KEPT,
+  REPAIRS_IN_A_ROW,
+  REPAIRS_PER_CRASH,
+  mean,
+  seedOf,
+} from './study';
 import { causeOf, failureType, summary } from './failures';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from './search-attributes';
 import {
@@ -47,15 +59,6 @@ import {
   type StatusView,
   type TrainingResult,
 } from './types';
-
-const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
-const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
-const REPAIRS_PER_CRASH = 2; // times one crashed experiment is shown to the llm proposer for repair
-const REPAIRS_IN_A_ROW = 2; // a repair that crashes may be repaired in turn, this many deep
-const PROPOSER_FAILURES_IN_A_ROW = 5; // then the proposer is broken, not unlucky: the run halts
-const CRASH_LOG_CHARS = 3_000; // of a crash's log tail handed to the llm proposer with it
-const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget buys no useful proposal
-const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
 
 const proposer = proxyActivities<ControlActivities>({
   taskQueue: CONTROL_QUEUE,
@@ -837,15 +840,4 @@ function freshRun(): Carried {
 
 function recordWhat(entry: ExperimentRecord, moves: boolean): string {
   return `record ${entry.status}${entry.valBpb === null ? '' : ` ${entry.valBpb.toFixed(6)}`}${moves ? ', move the branch' : ''}`;
-}
-
-
-/** AUTORESEARCH_SEED of training i of experiment n: fixed by the run's --seed, different for every training. */
-function seedOf(config: RunConfig, n: number, i: number): number {
-  return config.seed * 1_000_000 + n * 16 + i;
-}
-
-/** An exponential running mean: recent durations count most, one odd value does not swing it. */
-function mean(previous: number, sample: number): number {
-  return previous === 0 ? sample : previous * 0.7 + sample * 0.3;
 }

@@ -6,14 +6,14 @@
 import { judgeRuns, NO_NOISE, sigmaOf, untrained, withGroup, type Judgement, type Noise } from './decide';
 import { experimentId, type ExperimentRecord, type RunConfig, type TrainingResult } from './types';
 
-const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
-const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
-const REPAIRS_PER_CRASH = 2; // times one crashed experiment is shown to the llm proposer for repair
-const REPAIRS_IN_A_ROW = 2; // a repair that crashes may be repaired in turn, this many deep
-const PROPOSER_FAILURES_IN_A_ROW = 5; // then the proposer is broken, not unlucky: the study halts
-const CRASH_LOG_CHARS = 3_000; // of a crash's log tail handed to the llm proposer with it
-const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget buys no useful proposal
-const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
+export const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
+export const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
+export const REPAIRS_PER_CRASH = 2; // times one crashed experiment is shown to the llm proposer for repair
+export const REPAIRS_IN_A_ROW = 2; // a repair that crashes may be repaired in turn, this many deep
+export const PROPOSER_FAILURES_IN_A_ROW = 5; // then the proposer is broken, not unlucky: the study halts
+export const CRASH_LOG_CHARS = 3_000; // of a crash's log tail handed to the llm proposer with it
+export const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget buys no useful proposal
+export const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
 const IDLE_GRACE_MS = 1_000; // a free slot with nothing ready waits this long (or 2% of a training) before a rerun
 const IDLE_GRACE_SHARE = 0.02;
 
@@ -729,7 +729,7 @@ export function seedOf(config: RunConfig, n: number, i: number): number {
 }
 
 /** An exponential running mean: recent durations count most, one odd value does not swing it. */
-function mean(previous: number, sample: number): number {
+export function mean(previous: number, sample: number): number {
   return previous === 0 ? sample : previous * 0.7 + sample * 0.3;
 }
 
