@@ -119,3 +119,41 @@ export async function deleteRefs(repo: string, pattern: string): Promise<void> {
   const refs = (await git(repo).raw(['for-each-ref', '--format=%(refname)', pattern])).split('\n').filter(Boolean);
   for (const ref of refs) await git(repo).raw(['update-ref', '-d', ref]);
 }
+
+/**
+ * Three-way merge without a work tree: the tree of `ours` with the change from `base` to `theirs` applied, or
+ * the paths that conflict. First git's merge (merge-tree --write-tree); where it conflicts only because the
+ * two changes touch adjacent lines (two hyperparameters on consecutive lines), the change is applied as a
+ * patch without context (apply --unidiff-zero), which still refuses a line that the other side changed.
+ * Git 2.39 has no --merge-base, so `theirs`'s tree is committed on `base` first: the merge base is then `base`.
+ */
+export async function mergeTree(repo: string, base: string, ours: string, theirs: string): Promise<{ tree: string } | { conflicts: string[] }> {
+  const g = git(repo);
+  const onBase = (await g.raw(['commit-tree', `${theirs}^{tree}`, '-p', base, '-m', 'merge input'])).trim();
+  const merged = await gitOut(repo, ['merge-tree', '--write-tree', '--name-only', '--no-messages', ours, onBase]);
+  const [tree, ...conflicts] = merged.stdout.split('\n').filter(Boolean);
+  if (merged.code === 0) return { tree };
+  if (merged.code !== 1) throw new Error(`git merge-tree: ${merged.stderr}`);
+  const patch = await g.raw(['diff', '--unified=0', '--full-index', '--binary', base, onBase]);
+  const scratch = await mkdtemp(join(tmpdir(), 'autoresearch-merge-'));
+  try {
+    const env = { GIT_INDEX_FILE: join(scratch, 'index') };
+    await git(repo, env).raw(['read-tree', ours]);
+    await writeFile(join(scratch, 'patch'), patch);
+    const applied = await gitOut(repo, ['apply', '--cached', '--unidiff-zero', join(scratch, 'patch')], env);
+    if (applied.code !== 0) return { conflicts };
+    return { tree: (await git(repo, env).raw(['write-tree'])).trim() };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** A git command whose exit code is an answer (merge-tree's 1: conflicts), not a failure. */
+function gitOut(repo: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile('git', args, { cwd: repo, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      done({ code, stdout, stderr });
+    });
+  });
+}

@@ -20,6 +20,7 @@ import {
   compareAndSwapRef,
   deleteRefs,
   readFileAt,
+  mergeTree,
   refsUnder,
   resolve,
   rootCommit,
@@ -32,6 +33,7 @@ import { RepoError, branchOf, checkRepo } from './repo';
 import { proposeWithLlm } from './llm';
 import { appendRecord, readRecords } from './results';
 import { findHyperparameters, proposeSweep } from './sweep';
+import { watchExperiment } from './watch';
 
 export interface ProposeInput {
   config: RunConfig;
@@ -58,6 +60,16 @@ export interface RebaseInput {
   edits: Edit[];
 }
 
+export interface MergeInput {
+  config: RunConfig;
+  key: number;
+  base: string; // the version the proposal was made on
+  onto: string; // the new best
+  commit: string; // the proposal's commit on `base`
+  description: string;
+}
+
+export type Merged = { ok: true; commit: string; change: string } | { ok: false; reason: string };
 export type Rebased =
   { ok: true; commit: string; files: Record<string, string>; change: string } | { ok: false; reason: string };
 
@@ -73,6 +85,7 @@ export interface RecordInput {
   config: RunConfig;
   record: ExperimentRecord;
   move?: { from: string; to: string }; // a kept candidate moves the branch from the old best
+  dropProposal?: number; // the key of the proposal this experiment trained: its refs go once the row is written
 }
 
 const candidateRef = (tag: string, id: string) => `${CANDIDATE_REF_PREFIX}${tag}/${id}`;
@@ -211,6 +224,37 @@ export async function rebaseProposal({ config, key, onto, description, edits }: 
 }
 
 /**
+ * Carries a queued proposal to the new best by git's three-way merge: base = the version it was made on,
+ * ours = the new best, theirs = the proposal. Whole-file rewrites and repairs land the same way, so a keep
+ * made meanwhile is never undone. A conflict, or a change the best already holds, drops the proposal.
+ */
+export async function mergeProposal({ config, key, base, onto, commit, description }: MergeInput): Promise<Merged> {
+  const merged = await mergeTree(config.repo, base, onto, commit);
+  const before = await readEditable(config, onto);
+  let why: string | null = 'conflicts' in merged ? `it conflicts with the best in ${merged.conflicts.join(', ')}` : null;
+  let files = before;
+  if ('tree' in merged) {
+    files = await readEditable(config, merged.tree);
+    if (merged.tree === (await treeOf(config.repo, onto))) why = 'the best already holds its change';
+    else
+      why = await validateCandidate(before, files).then(
+        () => null,
+        (err) => {
+          if (err instanceof InvalidAnswer) return err.message.split('\n')[0];
+          throw err;
+        },
+      );
+  }
+  if (why !== null) {
+    // Dropped: its refs go, so the sweep may propose the same configuration again from the new best.
+    await deleteRefs(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/proposals/${key}-*`);
+    return { ok: false, reason: why };
+  }
+  const merge = await commitOnce(config, proposalRef(config.tag, key, onto), onto, files, `${description}\n\nProposal: ${key}\n`);
+  return { ok: true, commit: merge, change: describeChange(before, files) };
+}
+
+/**
  * A commit of `files` on `parent` at `ref`, made once. A retry finds the ref; a ref holding other content
  * (the repo was reset and the experiment ids reused) is refused by name rather than trained as if it were this.
  */
@@ -253,8 +297,11 @@ export async function commitCandidate({
 }
 
 /** The row first, then the branch: a failed move never loses the experiment's row. */
-export async function recordExperiment({ config, record, move }: RecordInput): Promise<void> {
+export async function recordExperiment({ config, record, move, dropProposal }: RecordInput): Promise<void> {
   await userFacing(() => appendRecord(config.repo, config.tag, record));
+  // A rerun of the best trains a commit it did not make: it gets a ref of its own too, as every row with a commit.
+  if (record.commit) await compareAndSwapRef(config.repo, candidateRef(config.tag, record.id), record.commit, null);
+  if (dropProposal !== undefined) await deleteRefs(config.repo, `${CANDIDATE_REF_PREFIX}${config.tag}/proposals/${dropProposal}-*`);
   if (move && !(await compareAndSwapRef(config.repo, branchRef(config.tag), move.to, move.from))) {
     const found = await resolve(config.repo, branchRef(config.tag));
     throw ApplicationFailure.nonRetryable(
@@ -270,6 +317,8 @@ export const controlActivities = {
   propose,
   commitProposal,
   rebaseProposal,
+  mergeProposal,
+  watchExperiment,
   commitCandidate,
   recordExperiment,
   morningSetup: (config: RunConfig) => userFacing(() => morningSetup(config)),

@@ -126,13 +126,13 @@ export async function promptFor(ctx: LlmContext): Promise<ChatCompletionMessageP
   ];
 }
 
-/** Refusals that no retry will fix end the run with one clear line. */
-function stopping(err: APIError): ApplicationFailure {
+/** Refusals that no retry will fix end the run with one clear line; the tokens spent before it still count. */
+function stopping(err: APIError, tokens: number): ApplicationFailure {
   const what =
     err.status === 404
       ? `model not found (404): check --model / AUTORESEARCH_MODEL`
       : `the LLM endpoint refused the credentials (${err.status}): check OPENAI_API_KEY`;
-  return ApplicationFailure.nonRetryable(what, 'LlmRefused');
+  return ApplicationFailure.nonRetryable(what, 'LlmRefused', { tokens });
 }
 
 /** The request's optional parts, each dropped (or renamed) when a server rejects it with a 400 that names it. */
@@ -338,7 +338,7 @@ async function call(state: ProposalState): Promise<CallOutcome> {
   } catch (err) {
     if (hooks.signal?.aborted) throw hooks.signal.reason;
     if (err instanceof BadRequestError && relax(err, extras)) return { again: true };
-    if (err instanceof APIError && [401, 403, 404].includes(err.status ?? 0)) throw stopping(err);
+    if (err instanceof APIError && [401, 403, 404].includes(err.status ?? 0)) throw stopping(err, state.tokens);
     if (err instanceof Interrupted) {
       state.tokens += err.tokens;
       if (++state.interrupted > INTERRUPTED_RETRIES)

@@ -7,6 +7,7 @@ import { statusQuery } from '../workflows';
 import { BEST_VAL_BPB, EXPERIMENT_STATUS, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from '../workflows/search-attributes';
 import {
   experimentWorkflowId,
+  legacyWorkflowId,
   proposalActivityId,
   trainingActivityId,
   WORKFLOW_ID_PREFIX,
@@ -71,7 +72,7 @@ async function laneBeat(client: Client, lane: InFlight, own: Map<string, Beat>):
   if (lane.phase !== 'training') return undefined;
   const id = trainingActivityId(lane.id);
   if (own.has(id)) return own.get(id);
-  const child = await describeOrNull(client, experimentWorkflowId(lane.id));
+  const child = (await describeOrNull(client, experimentWorkflowId(lane.id))) ?? (await describeOrNull(client, legacyWorkflowId(lane.id)));
   return child ? trainingBeat(beatsOf(child), lane.id) : undefined;
 }
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { nearest, parseCount, parseDuration, parseFlags, parseNumber, parseTag, parseUntil } from '../scripts/args';
 import { UserError } from '../scripts/errors';
-import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX } from '../workflows/types';
+import { BRANCH_PREFIX, CANDIDATE_REF_PREFIX, experimentId, experimentWorkflowId, morningWorkflowId, workflowIdFor } from '../workflows/types';
 
 /** Asserts that `work` throws a UserError whose one-line message matches every pattern. */
 function userError(work: () => unknown, ...patterns: RegExp[]): string {
@@ -187,4 +187,12 @@ describe('parseNumber', () => {
     userError(() => parseNumber('--temperature', '2.1', 0, 2), /^--temperature: "2.1" is not a number from 0 to 2$/);
     userError(() => parseNumber('--min-improvement', '-1'), /^--min-improvement: "-1" is not a number ≥ 0$/);
   });
+});
+
+test('no tag\'s workflow ids collide with another\'s: a study, its experiments and its morning workflows', () => {
+  const ids = (tag: string) => [workflowIdFor(tag), ...[0, 3, 12].map((n) => experimentWorkflowId(experimentId(tag, n))), morningWorkflowId(tag, 'verify'), morningWorkflowId(tag, 'ablate')];
+  const tags = ['nov27', 'nov27-3', 'nov27-12', 'nov27.verify', 'nov27.ablate', 'nov27-0'].map(parseTag);
+  const all = tags.flatMap(ids);
+  assert.equal(new Set(all).size, all.length, all.join(' '));
+  assert.equal(experimentWorkflowId(experimentId('nov27-3', 12)), 'autoresearch-nov27-3/12');
 });

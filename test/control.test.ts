@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readRecords, resultsDir } from '../activities/results';
 import { fetchStatus } from '../scripts/status';
 import { startRun } from '../scripts/runs';
-import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
+import { experimentWorkflowId, workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
 import { cli, closeDevServer, devServer, makeRepo, runWorkers, waitFor } from './helpers';
 
 // Each candidate trains for SLEEP seconds and scores by how far LR is from 0.05.
@@ -117,10 +117,11 @@ test('--until starts no experiment that could not finish before the deadline, th
   const records = await readRecords(run.repo, 'until');
   assert.ok(records.length >= 2);
   for (const r of records) assert.ok(Date.parse(r.startedAt) + timeoutMs <= untilMs + 1_000, `${r.id} started ${untilMs - Date.parse(r.startedAt)} ms before the deadline`);
-  // Past the cutoff the run waits for its experiments, not on a timer it re-arms every millisecond.
+  // Past the cutoff the run waits for its experiments, not on a timer it re-arms every millisecond: one timer for
+  // the cutoff, and at most one per experiment for a free slot's grace before it reruns the best.
   const { events } = await run.handle.fetchHistory();
   const timers = events!.filter((e) => e.timerStartedEventAttributes).length;
-  assert.ok(timers <= 3, `${timers} timers started`);
+  assert.ok(timers <= records.length + 1, `${timers} timers started for ${records.length} experiments`);
 });
 
 test('cancelling the run from the Web UI kills the training in flight, records its row and closes the run', async () => {
@@ -140,6 +141,6 @@ test('cancelling the run from the Web UI kills the training in flight, records i
   assert.equal(last.reason, 'cancelled');
   assert.equal((await rows(run.repo, 'uicancel')).length, records.length);
   assert.equal((await run.handle.describe()).status.name, 'CANCELLED');
-  const child = await env.client.workflow.getHandle('autoresearch-uicancel-1').describe();
+  const child = await env.client.workflow.getHandle(experimentWorkflowId('uicancel-1')).describe();
   assert.equal(child.status.name, 'COMPLETED', 'the experiment workflow closed too');
 });

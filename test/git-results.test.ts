@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { commitCandidate, commitProposal, rebaseProposal, prepareRun, propose, recordExperiment } from '../activities/index';
-import { treeEntries } from '../activities/git';
+import { commitCandidate, commitProposal, mergeProposal, rebaseProposal, prepareRun, propose, recordExperiment } from '../activities/index';
+import { readFileAt, treeEntries } from '../activities/git';
 import { gitBlobId, harnessDigest } from '../activities/harness';
 import { resultsDir, TSV_HEADER } from '../activities/results';
 import type { ExperimentRecord, RunConfig, RunSetup } from '../workflows/types';
@@ -311,6 +311,63 @@ describe('control activities', { concurrency: true }, () => {
       const stale = await rebaseProposal({ config, key: 3, onto: best, description: 'LR 0.1 -> 0.2', edits: [lr] });
       assert.equal(stale.ok, false);
       assert.match(!stale.ok ? stale.reason : '', /does not occur/);
+    });
+  });
+
+  describe('merging a queued proposal onto a newer best (three-way, by git)', { concurrency: true }, () => {
+    const KNOBS = ['ALPHA = 1.0  # one knob', '', 'def body():', '    return 1', '', 'BETA = 1.0  # another', ''].join('\n');
+    const halve = (text: string, knob: string) => text.replace(`${knob} = 1.0`, `${knob} = 0.5`);
+    async function knobs(t: TestContext) {
+      const { repo, config, setup } = await preparedRepo(t);
+      const base = await commitCandidate({ config, experimentId: 't1-1', parent: setup.baseCommit, description: 'knobs', files: { 'train.py': KNOBS } });
+      const best = await commitCandidate({ config, experimentId: 't1-2', parent: base, description: 'ALPHA halved', files: { 'train.py': halve(KNOBS, 'ALPHA') } });
+      return { repo, config, base, best };
+    }
+    const show = (repo: string, commit: string) => readFileAt(repo, commit, 'train.py');
+
+    test('a whole-file rewrite made on the old best keeps the keep made since (ALPHA) and adds its own (BETA)', async (t) => {
+      const { repo, config, base, best } = await knobs(t);
+      const proposal = await commitProposal({ config, key: 4, parent: base, description: 'BETA halved', files: { 'train.py': halve(KNOBS, 'BETA') } });
+      const merged = await mergeProposal({ config, key: 4, base, onto: best, commit: proposal, description: 'BETA halved' });
+      assert.ok(merged.ok, JSON.stringify(merged));
+      assert.equal(await show(repo, merged.commit), halve(halve(KNOBS, 'ALPHA'), 'BETA'));
+      assert.equal(rev(repo, `${merged.commit}^`), best);
+      assert.equal(merged.change, 'BETA 1.0 -> 0.5');
+      assert.deepEqual(await mergeProposal({ config, key: 4, base, onto: best, commit: proposal, description: 'BETA halved' }), merged, 'a retry makes the same commit');
+    });
+
+    test('two knobs on adjacent lines merge: git\'s merge sees one conflict, the change applied without context does not', async (t) => {
+      const { repo, config, setup } = await preparedRepo(t);
+      const best = await commitCandidate({ config, experimentId: 't1-1', parent: setup.baseCommit, description: 'LR 0.1 -> 0.05', files: { 'train.py': TRAIN_PY.replace('LR = 0.1', 'LR = 0.05') } });
+      const deeper = await commitProposal({ config, key: 3, parent: setup.baseCommit, description: 'DEPTH 4 -> 8', files: { 'train.py': TRAIN_PY.replace('DEPTH = 4', 'DEPTH = 8') } });
+      const merged = await mergeProposal({ config, key: 3, base: setup.baseCommit, onto: best, commit: deeper, description: 'DEPTH 4 -> 8' });
+      assert.ok(merged.ok, JSON.stringify(merged));
+      assert.equal(await show(repo, merged.commit), TRAIN_PY.replace('LR = 0.1', 'LR = 0.05').replace('DEPTH = 4', 'DEPTH = 8'));
+    });
+
+    test('a repair lands the crashed change with its fix on the new best: the crash\'s parent is the base', async (t) => {
+      const { repo, config, base, best } = await knobs(t);
+      const crashed = halve(KNOBS, 'BETA').replace('return 1', 'return 1 / 0');
+      const repaired = crashed.replace('return 1 / 0', 'return 1 / 1');
+      const repair = await commitProposal({ config, key: 5, parent: base, description: 'fix the division', files: { 'train.py': repaired } });
+      const merged = await mergeProposal({ config, key: 5, base, onto: best, commit: repair, description: 'fix the division' });
+      assert.ok(merged.ok, JSON.stringify(merged));
+      assert.equal(await show(repo, merged.commit), halve(halve(KNOBS, 'ALPHA'), 'BETA').replace('return 1', 'return 1 / 1'));
+    });
+
+    test('a conflict drops the proposal with the paths that conflict, and its refs go', async (t) => {
+      const { repo, config, base, best } = await knobs(t);
+      const proposal = await commitProposal({ config, key: 6, parent: base, description: 'ALPHA doubled', files: { 'train.py': KNOBS.replace('ALPHA = 1.0', 'ALPHA = 2.0') } });
+      const merged = await mergeProposal({ config, key: 6, base, onto: best, commit: proposal, description: 'ALPHA doubled' });
+      assert.deepEqual(merged, { ok: false, reason: 'it conflicts with the best in train.py' });
+      assert.deepEqual(refs(repo, 'refs/autoresearch/t1/proposals/'), []);
+    });
+
+    test('a change the best already holds is dropped, not trained twice', async (t) => {
+      const { config, base, best } = await knobs(t);
+      const proposal = await commitProposal({ config, key: 7, parent: base, description: 'ALPHA halved', files: { 'train.py': halve(KNOBS, 'ALPHA') } });
+      const merged = await mergeProposal({ config, key: 7, base, onto: best, commit: proposal, description: 'ALPHA halved' });
+      assert.deepEqual(merged, { ok: false, reason: 'the best already holds its change' });
     });
   });
 

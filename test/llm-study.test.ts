@@ -76,18 +76,22 @@ test('a study runs to completion through rate limits and garbage, committing the
   await run.ran;
   assert.equal(view.state, 'completed');
   assert.equal(view.experimentsDone, 5);
-  assert.ok(view.tokensUsed >= 4 * 200);
-
   const records = (await readRecords(run.repo, run.tag));
-  assert.deepEqual(records.map((r) => r.status), ['keep', 'keep', 'keep', 'keep', 'keep']);
-  assert.deepEqual(records.slice(1).map((r) => r.description), ['halve LR to 0.05', 'halve LR to 0.025', 'halve LR to 0.0125', 'halve LR to 0.00625']);
-  for (const r of records.slice(1)) {
+  // With no proposal ahead (--ahead 0) a slot that waits on the model reruns the best meanwhile: a sample, not a keep.
+  const reruns = records.filter((r) => r.description.startsWith('rerun of the best'));
+  for (const r of reruns) assert.equal(r.status, 'discard', r.reason);
+  const proposed = records.slice(1).filter((r) => !reruns.includes(r));
+  assert.ok(proposed.length >= 2, `${proposed.length} proposals trained`);
+  assert.ok(view.tokensUsed >= proposed.length * 200);
+  assert.deepEqual(records.map((r) => r.status).filter((st, i) => !reruns.includes(records[i])), ['keep', ...proposed.map(() => 'keep')]);
+  assert.deepEqual(proposed.map((r) => r.description), proposed.map((_, i) => `halve LR to ${0.1 / 2 ** (i + 1)}`));
+  for (const r of proposed) {
     assert.equal(r.proposer, 'llm');
     assert.ok(r.tokens >= 200);
     assert.equal(gitIn(run.repo, 'log', '-1', '--format=%s', r.commit!), r.description);
   }
   for (const r of records) assert.equal(r.metrics.secret_visible, 0, `${r.id}: the training saw no OpenAI variable`);
-  assert.equal(gitIn(run.repo, 'show', `autoresearch/llm:train.py`).split('\n')[0], 'LR = 0.00625  # learning rate');
+  assert.equal(gitIn(run.repo, 'show', `autoresearch/llm:train.py`).split('\n')[0], `LR = ${0.1 / 2 ** proposed.length}  # learning rate`);
 
   const sawInstruction = fake.requests.map((r) => r.body.messages.some((m) => m.content.includes('NEW INSTRUCTION: try a cosine schedule.')));
   assert.ok(sawInstruction.includes(true), 'the edited program.md reached a later request');

@@ -15,14 +15,15 @@ import { closeDevServer, devServer, gitIn, makeRepo, runWorkers, waitFor } from 
 const EXPERIMENTS = 400;
 const PER_HISTORY = 40;
 const TRAIN = ['A', 'B', 'C', 'D', 'E', 'F'].map((name, i) => `${name} = ${i + 2}.5  # knob ${name}`).join('\n') + '\n';
-// Most candidates beat the last (so the best, and the sweep's starting point, keep moving); every
-// fifth is worse and every seventh crashes, so all three outcomes recur all night.
+// The score is a function of the knobs (a rerun of the best scores as the best did): a higher sum is better, and
+// by a hash of the file about one in five candidates is worse and one in seven crashes, so all three outcomes recur.
 const SCORE = `python3 -c "
-import os, sys
-n = int(os.environ['AUTORESEARCH_EXPERIMENT_ID'].rsplit('-', 1)[1])
-if n % 7 == 6: sys.exit('crash')
+import hashlib, re, sys
+src = open('train.py').read()
+h = int(hashlib.sha256(src.encode()).hexdigest(), 16)
+if h % 7 == 6: sys.exit('crash')
 print('---')
-print('val_bpb:', 3.0 if n % 5 == 4 else 2 - n / 10000)
+print('val_bpb:', 3.0 if h % 5 == 4 else 2 - sum(float(v) for v in re.findall('= ([0-9.]+)', src)) / 1000)
 "`;
 
 let env: TestWorkflowEnvironment;

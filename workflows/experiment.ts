@@ -39,6 +39,14 @@ export const control = proxyActivities<ControlActivities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 
+/** The proposer, which may stream from a slow local model for minutes. */
+export const proposer = proxyActivities<ControlActivities>({
+  taskQueue: CONTROL_QUEUE,
+  startToCloseTimeout: '30 minutes', // a slow local model streams for minutes; silence is caught by the heartbeat
+  heartbeatTimeout: '30 seconds', // …and a dead proposer within half a minute
+  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 3 },
+});
+
 export interface ExperimentInput {
   config: RunConfig;
   experimentId: string;
@@ -47,7 +55,7 @@ export interface ExperimentInput {
   commit: string | null; // the baseline's commit; candidates are committed here, with their Experiment-Id
   label: string; // the commit its trainings name before its own exists: the proposal's (the same tree)
   description: string;
-  files: Record<string, string>;
+  files?: Record<string, string>; // as the study before the state machine sent them; read from `label` when absent
   harnessDigest: string;
   gpuQueue: string;
   seeds: number[]; // one training per seed, side by side (the baseline's repeats measure the noise)
@@ -76,8 +84,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
   const seeds = [...input.seeds];
   let started = 0; // trainings started: seeds[started..] are still to train
   setHandler(decidedSignal, (d) => void (decided = d));
-  setHandler(repeatSignal, ({ seed }) => void seeds.push(seed));
+  // Idempotent by seed: the study sends a repeat again when it cannot tell whether the first one arrived.
+  setHandler(repeatSignal, ({ seed }) => void (seeds.includes(seed) || seeds.push(seed)));
   upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'training' }]);
+  const files = input.files ?? (await control.readEditable(input.config, input.label));
 
   // A training needs the candidate's files, not its commit: it starts at once while the experiment's own
   // commit (its Experiment-Id) is written, which takes that step off the path from a free slot to a busy one.
@@ -91,7 +101,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
             experimentId: input.experimentId,
             parent: input.parent!,
             description: input.description,
-            files: input.files,
+            files,
           },
         ])
         .then(
@@ -102,7 +112,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
   const trainings: Promise<void>[] = [];
   const trainNext = () => {
     const run = started++;
-    trainings.push(trainAndReport(input, run, seeds[run], committed, state));
+    trainings.push(trainAndReport(input, files, run, seeds[run], committed, state));
   };
   try {
     for (;;) {
@@ -135,6 +145,7 @@ interface Committed {
 /** One training, reported to the study once the experiment's commit exists; a cancelled one as such. */
 async function trainAndReport(
   input: ExperimentInput,
+  files: Record<string, string>,
   run: number,
   seed: number,
   committed: Promise<void>,
@@ -142,7 +153,7 @@ async function trainAndReport(
 ): Promise<void> {
   let result: TrainingResult;
   try {
-    result = state.cannot ? untrained(state.cannot) : await train(input, input.label, run, seed);
+    result = state.cannot ? untrained(state.cannot) : await train(input, files, run, seed);
   } catch (err) {
     if (!isCancellation(err)) throw err;
     result = untrained('cancelled');
@@ -172,13 +183,14 @@ export function trainingActivity(gpuQueue: string, activityId: string, timeoutMs
 }
 
 /** Training never throws: a dead worker past its retries is a result too. Cancellation does throw. */
-async function train(input: ExperimentInput, commit: string, run: number, seed: number): Promise<TrainingResult> {
+async function train(input: ExperimentInput, files: Record<string, string>, run: number, seed: number): Promise<TrainingResult> {
+  const commit = input.label;
   const gpu = trainingActivity(input.gpuQueue, trainingActivityId(input.experimentId, run), input.config.timeoutMs);
   const training: TrainingInput = {
     experimentId: input.experimentId,
     seed,
     commit,
-    files: input.files,
+    files,
     harnessDigest: input.harnessDigest,
     command: input.config.command,
     budgetSeconds: input.config.budgetSeconds,

@@ -1,5 +1,6 @@
 // The workflow bundle's entry: everything the control worker registers.
-export { researchWorkflow, pauseSignal, resumeSignal, stopSignal, statusQuery } from './research';
+export { researchWorkflow } from './research';
 export type { Carried } from './research';
+export { pauseSignal, resumeSignal, stopSignal, statusQuery } from './signals';
 export { experimentWorkflow, trainedSignal, decidedSignal } from './experiment';
 export { verifyWorkflow, ablateWorkflow } from './morning';

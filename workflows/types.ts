@@ -213,9 +213,15 @@ export function workflowIdFor(tag: string): string {
   return WORKFLOW_ID_PREFIX + tag;
 }
 
-/** `verify` and `ablate` run as workflows of their own beside the study: `autoresearch-<tag>.verify`. */
+/**
+ * A study's own workflows are `autoresearch-<tag>/…`: a tag never holds `/`, so no tag's ids collide with another's
+ * (`nov27-3`'s study and experiment 3 of `nov27` once shared `autoresearch-nov27-3`).
+ */
+const TAG_END = '/';
+
+/** `verify` and `ablate` run as workflows of their own beside the study: `autoresearch-<tag>/verify`. */
 export function morningWorkflowId(tag: string, question: 'verify' | 'ablate'): string {
-  return `${WORKFLOW_ID_PREFIX}${tag}.${question}`;
+  return `${WORKFLOW_ID_PREFIX}${tag}${TAG_END}${question}`;
 }
 
 /** The training activity's id (its repeats add `-<run>`): what `status` looks for among the pending activities. */
@@ -232,8 +238,13 @@ export function experimentId(tag: string, n: number): string {
   return `${tag}-${n}`;
 }
 
-/** Each experiment is a child workflow with its own page in the Web UI; its training activity runs there. */
+/** Each experiment is a child workflow with its own page in the Web UI (`autoresearch-<tag>/<n>`); its training runs there. */
 export function experimentWorkflowId(experimentId: string): string {
+  return WORKFLOW_ID_PREFIX + experimentId.replace(/-(\d+)$/, `${TAG_END}$1`);
+}
+
+/** The ids of studies started before the state machine, whose experiments and morning workflows still run by them. */
+export function legacyWorkflowId(experimentId: string): string {
   return WORKFLOW_ID_PREFIX + experimentId;
 }
 
