@@ -70,8 +70,8 @@ async function main(): Promise<void> {
   await record('continued', { 'train.py': knobs }, { command: SCORE, maxExperiments: 18, parallel: 2, experimentsPerHistory: 5 });
 
   // Seeded noise: the baseline's repeats measure σ, a near-tie is confirmed, and the run ends with its verdict.
-  const noisy = `A = 1  # a small gain when moved\nB = 1  # a small gain when moved\nimport os, random\nnoise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, 0.001)\nprint("---")\nprint(f"val_bpb: {1 - 0.002 * (A != 1) - 0.002 * (B != 1) + noise:.6f}")\n`;
-  await record('noise', { 'train.py': noisy }, { maxExperiments: 6, parallel: 2, baselineRuns: 3, verifyRuns: 2 });
+  const noisy = `A = 1  # a small gain when moved\nB = 1  # a small gain when moved\nimport os, random\nnoise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, 0.001)\nprint("---")\nprint(f"val_bpb: {1 - 0.0015 * (A != 1) - 0.0015 * (B != 1) + noise:.6f}")\n`;
+  await record('noise', { 'train.py': noisy }, { maxExperiments: 8, parallel: 2, baselineRuns: 3, verifyRuns: 2 });
   await save('verify', morningWorkflowId('noise', 'verify'));
 
   fake.script.push(
