@@ -23,21 +23,19 @@ import {
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
-import { sigmaOf } from './decide';
 import { control, decidedSignal, experimentWorkflow, proposer, repeatSignal, trainedSignal } from './experiment';
 import { causeOf, failureType, howClosed, summary, tokensSpent } from './failures';
 import { verifyWorkflow } from './morning';
 import { legacyResearch, type Carried as LegacyCarried } from './research-legacy';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from './search-attributes';
 import { pauseSignal, resumeSignal, statusQuery, stopSignal } from './signals';
-import { best, isTraining, newStudy, noiseNow, scoreOf, step, type Answer, type Command, type Study } from './study';
+import { detailsOf, newStudy, step, viewOf, type Answer, type Command, type Study } from './study';
 import {
   CONTROL_QUEUE,
   experimentId,
   experimentWorkflowId,
   morningWorkflowId,
   proposalActivityId,
-  workflowIdFor,
   type ExperimentRecord,
   type RunConfig,
   type RunSetup,
@@ -258,31 +256,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried | Le
   // ---- what the Web UI and `status` show -------------------------------------------------------------
 
   function status(): StatusView {
-    const b = best(study);
-    const sigma = sigmaOf(noiseNow(study));
-    return {
-      tag: config.tag,
-      workflowId: workflowIdFor(config.tag),
-      state: ended ?? (study.stop ? 'stopping' : study.paused ? 'paused' : 'running'),
-      experimentsDone: study.experimentsDone,
-      experimentsKept: study.experimentsKept,
-      best: b && { commit: b.commit, valBpb: scoreOf(b) },
-      inFlight: [
-        ...study.experiments.map((x) => ({
-          id: idOf(x.n),
-          phase: isTraining(x) ? ('training' as const) : ('deciding' as const),
-          description: x.description,
-          heartbeat: null,
-        })),
-        ...study.ready.map((r) => ({ id: proposalActivityId(config.tag, r.key), phase: 'queued' as const, description: r.description, heartbeat: null })),
-        ...study.asking.map((a) => ({ id: proposalActivityId(config.tag, a.key), phase: 'proposing' as const, description: '', heartbeat: null })),
-      ],
-      tokensUsed: study.tokensUsed,
-      reason: study.stop?.reason ?? study.proposalsOver ?? undefined,
-      recent: study.recent,
-      warnings: study.warnings,
-      noise: sigma === null ? undefined : { sigma, runs: noiseNow(study).runs },
-    };
+    return viewOf(config, study, ended);
   }
 
   function publish(last: ExperimentRecord): void {
@@ -297,12 +271,6 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried | Le
   }
 
   function describe(now: string): void {
-    const view = status();
-    const b = view.best ? `best val_bpb ${view.best.valBpb.toFixed(6)} (${view.best.commit.slice(0, 7)})` : 'no best yet';
-    const sigma = view.noise ? ` · noise σ ${view.noise.sigma.toFixed(6)} (${view.noise.runs} runs)` : '';
-    const count = (phase: string) => view.inFlight.filter((x) => x.phase === phase).length;
-    const pipeline = `${count('training')} training, ${count('queued')} ready, ${count('proposing')} proposing`;
-    const warn = view.warnings?.length ? `\n\n⚠ ${view.warnings.join('; ')}` : '';
-    setCurrentDetails(`**${view.state}** · ${view.experimentsDone} done, ${view.experimentsKept} kept · ${b}${sigma} · ${pipeline}\n\nlast: ${now}${warn}`);
+    setCurrentDetails(detailsOf(status(), now));
   }
 }

@@ -4,7 +4,7 @@
 // only turns events into steps and commands into activities, children, signals and timers.
 // No I/O, no clock, no randomness: the simulator (test/study.test.ts) drives it through random nights.
 import { judgeRuns, NO_NOISE, sigmaOf, untrained, withGroup, type Judgement, type Noise } from './decide';
-import { experimentId, type ExperimentRecord, type RunConfig, type TrainingResult } from './types';
+import { experimentId, proposalActivityId, workflowIdFor, type ExperimentRecord, type RunConfig, type RunState, type StatusView, type TrainingResult } from './types';
 
 export const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
 export const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
@@ -224,6 +224,41 @@ export function whyEnding(config: RunConfig, s: Study, at: number): string | nul
 
 export function isTraining(e: Experiment): boolean {
   return e.results.some((r) => r === null);
+}
+
+/** What `status` and the Web UI show: the study as a user reads it. `ended` once it has finished. */
+export function viewOf(config: RunConfig, s: Study, ended: RunState | null): StatusView {
+  const b = best(s);
+  const sigma = sigmaOf(noiseNow(s));
+  const lane = (id: string, phase: 'training' | 'deciding' | 'queued' | 'proposing', description: string) => ({ id, phase, description, heartbeat: null });
+  return {
+    tag: config.tag,
+    workflowId: workflowIdFor(config.tag),
+    state: ended ?? (s.stop ? 'stopping' : s.paused ? 'paused' : 'running'),
+    experimentsDone: s.experimentsDone,
+    experimentsKept: s.experimentsKept,
+    best: b && { commit: b.commit, valBpb: scoreOf(b) },
+    inFlight: [
+      ...s.experiments.map((x) => lane(experimentId(config.tag, x.n), isTraining(x) ? 'training' : 'deciding', x.description)),
+      ...s.ready.map((r) => lane(proposalActivityId(config.tag, r.key), 'queued', r.description)),
+      ...s.asking.map((a) => lane(proposalActivityId(config.tag, a.key), 'proposing', '')),
+    ],
+    tokensUsed: s.tokensUsed,
+    reason: s.stop?.reason ?? s.proposalsOver ?? undefined,
+    recent: s.recent,
+    warnings: s.warnings,
+    noise: sigma === null ? undefined : { sigma, runs: noiseNow(s).runs },
+  };
+}
+
+/** The Web UI's current details: the state, the counts, the best, σ, the pipeline, and what just happened. */
+export function detailsOf(view: StatusView, now: string): string {
+  const b = view.best ? `best val_bpb ${view.best.valBpb.toFixed(6)} (${view.best.commit.slice(0, 7)})` : 'no best yet';
+  const sigma = view.noise ? ` · noise σ ${view.noise.sigma.toFixed(6)} (${view.noise.runs} runs)` : '';
+  const count = (phase: string) => view.inFlight.filter((x) => x.phase === phase).length;
+  const pipeline = `${count('training')} training, ${count('queued')} ready, ${count('proposing')} proposing`;
+  const warn = view.warnings?.length ? `\n\n⚠ ${view.warnings.join('; ')}` : '';
+  return `**${view.state}** · ${view.experimentsDone} done, ${view.experimentsKept} kept · ${b}${sigma} · ${pipeline}\n\nlast: ${now}${warn}`;
 }
 
 // ---- events ---------------------------------------------------------------------------------------
