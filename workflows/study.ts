@@ -97,6 +97,7 @@ export interface Study {
   finished: boolean;
   wakeAt: number | null;
   idleSince: number | null; // a slot has been free with nothing ready since then
+  rerunsInARow: number; // reruns of the best since a proposal last started: a dead proposer must not spend the night on them
   recent: ExperimentRecord[];
   warnings: string[];
 }
@@ -170,6 +171,7 @@ export function newStudy(): Study {
     finished: false,
     wakeAt: null,
     idleSince: null,
+    rerunsInARow: 0,
     recent: [],
     warnings: [],
   };
@@ -502,10 +504,14 @@ function fillSlots(config: RunConfig, s: Study, at: number, out: Command[]): voi
       const [r] = s.ready.splice(i, 1);
       const { merging: _m, requeued: _q, ...proposal } = r;
       launch(config, s, at, { parent: bestCommit, tree: r.commit, commit: null, description: r.description, proposal }, out);
+      s.rerunsInARow = 0;
       continue;
     }
+    // A rerun bridges a proposer that is late, one a slot; one that is gone must not turn the night into reruns.
+    if (s.rerunsInARow >= config.parallel || s.asking.length + s.ready.length === 0) break;
     s.idleSince ??= at;
     if (at < s.idleSince + graceMs(s)) return;
+    s.rerunsInARow++;
     const description = `rerun of the best (${bestCommit.slice(0, 7)}) on a fresh seed`;
     launch(config, s, at, { parent: bestCommit, tree: bestCommit, commit: bestCommit, description, rerun: true }, out);
   }
