@@ -124,13 +124,14 @@ async function assertConsistent(repo: string, tag: string, experiments: number):
   assert.deepEqual(trainingProcesses(tag), [], 'no training outlives its worker');
 }
 
-// Every candidate beats the last: each experiment is a keep, so recording always moves the branch.
+// The score is a function of the file: the further LR moves from 0.1 (in doublings), the better. The sweep never
+// repeats a configuration, so most candidates beat their parent and recording moves the branch; a rerun of the
+// best scores as the best did (no noise), so a rerun bridging a killed proposer changes no decision.
 const IMPROVING = `LR = 0.1  # learning rate
-import os
-n = int(os.environ["AUTORESEARCH_EXPERIMENT_ID"].rsplit("-", 1)[1])
+import math
 print("step 00001 (100.0%) | loss: 1.0")
 print("---")
-print(f"val_bpb:          {2 - n / 10:.6f}")
+print(f"val_bpb:          {2 - abs(math.log2(LR / 0.1)) / 10:.6f}")
 `;
 
 test('the control worker SIGKILLed while proposing, committing and recording: each step is redone once, nothing duplicated', async () => {
@@ -161,12 +162,7 @@ test('the control worker SIGKILLed while proposing, committing and recording: ea
   const view = await result(tag);
   assert.equal(view.state, 'completed');
   assert.equal(view.experimentsDone, 4);
-  // Every candidate beats the last, so each is kept, unless it trained on a parent overtaken while a killed worker
-  // held up that parent's row (then it is queued again: the branch only fast-forwards), or it was a rerun of the
-  // best that a slot trained while the killed worker's proposal was redone.
   const records = await readRecords(repo, tag);
-  for (const r of records.slice(1))
-    assert.ok(r.status === 'keep' || /^a rerun of experiment|overtaken meanwhile/.test(r.reason), `${r.id}: ${r.status} (${r.reason})`);
   assert.ok(records.some((r) => r.n > 0 && r.status === 'keep'), 'a candidate was kept');
   await assertConsistent(repo, tag, 4);
 });
