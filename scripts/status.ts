@@ -6,11 +6,11 @@ import { badLineWarning, readRecordsChecked, resultsDir, TSV_HEADER, tsvRow } fr
 import { statusQuery } from '../workflows';
 import { BEST_VAL_BPB, EXPERIMENT_STATUS, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from '../workflows/search-attributes';
 import {
+  experimentIdOfWorkflow,
   experimentWorkflowId,
   legacyWorkflowId,
   proposalActivityId,
   trainingActivityId,
-  WORKFLOW_ID_PREFIX,
   workflowIdFor,
   type Heartbeat,
   type InFlight,
@@ -142,7 +142,7 @@ async function lanesFromServer(client: Client, tag: string, description: Descrip
   const query = `${RESEARCH_TAG.name} = "${tag}" AND ExecutionStatus = "Running"`;
   for await (const run of client.workflow.list({ query })) {
     if (run.workflowId === workflowIdFor(tag)) continue;
-    const id = run.workflowId.slice(WORKFLOW_ID_PREFIX.length);
+    const id = experimentIdOfWorkflow(run.workflowId);
     const child = await describeOrNull(client, run.workflowId);
     const summary = (await child?.staticSummary().catch(() => undefined)) ?? '';
     const phase = run.typedSearchAttributes.get(EXPERIMENT_STATUS) === 'deciding' ? 'deciding' : 'training';

@@ -19,7 +19,7 @@ import { createControlWorker } from '../activities/worker';
 import { createGpuWorker } from '../gpu-worker/worker';
 import { startRun } from '../scripts/runs';
 import { startDevServer, type DevServer } from '../scripts/server';
-import { workflowIdFor, type StatusView } from '../workflows/types';
+import { experimentWorkflowId, workflowIdFor, type StatusView } from '../workflows/types';
 import { ROOT, makeRepo, quietWorkers } from './helpers';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -141,7 +141,7 @@ test('the workflow list, queried by ResearchTag, is the night\'s table: the stud
     await page.locator('table thead th', { hasText: 'ExperimentsKept' }).waitFor();
 
     const rows = page.locator('table tbody tr');
-    await page.getByRole('link', { name: `${workflowIdFor(TAG)}-1` }).waitFor();
+    await page.getByRole('link', { name: experimentWorkflowId(`${TAG}-1`) }).waitFor();
     assert.equal(await rows.count(), 3, 'the study and its two experiments have this tag');
     const headers = (await page.locator('table thead th').allInnerTexts()).map((h) => h.trim());
     const table = new Map<string, Record<string, string>>();
@@ -156,7 +156,7 @@ test('the workflow list, queried by ResearchTag, is the night\'s table: the stud
     assert.equal(study.BestValBpb, '1.5');
     assert.equal(study.ExperimentsDone, '2');
     assert.equal(study.ExperimentsKept, '1');
-    const [baseline, second] = [table.get(`${workflowIdFor(TAG)}-0`)!, table.get(`${workflowIdFor(TAG)}-1`)!];
+    const [baseline, second] = [table.get(experimentWorkflowId(`${TAG}-0`))!, table.get(experimentWorkflowId(`${TAG}-1`))!];
     assert.deepEqual([baseline.ExperimentStatus, baseline.ValBpb], ['keep', '1.5']);
     assert.deepEqual([second.ExperimentStatus, second.ValBpb], ['discard', '1.5']);
 

@@ -243,6 +243,11 @@ export function experimentWorkflowId(experimentId: string): string {
   return WORKFLOW_ID_PREFIX + experimentId.replace(/-(\d+)$/, `${TAG_END}$1`);
 }
 
+/** The experiment id an experiment's workflow id stands for (either form). */
+export function experimentIdOfWorkflow(workflowId: string): string {
+  return workflowId.slice(WORKFLOW_ID_PREFIX.length).replace(new RegExp(`${TAG_END}(\\d+)$`), '-$1');
+}
+
 /** The ids of studies started before the state machine, whose experiments and morning workflows still run by them. */
 export function legacyWorkflowId(experimentId: string): string {
   return WORKFLOW_ID_PREFIX + experimentId;
