@@ -1,6 +1,6 @@
 // Records the histories that test/replay.test.ts replays against the current workflow code, so a
 // change that would break running studies fails `npm test`. Run by hand when the workflow changes
-// in a compatible way (with patching where needed), into a new folder named for the commit it records;
+// in a compatible way (with patching where needed), into a new folder of test/fixtures/histories named for the commit it records;
 // folders already there are never re-recorded (they are the studies a deploy must not break):
 //   node --import tsx test/record-histories.ts <short commit>
 import { Worker } from '@temporalio/worker';
