@@ -117,8 +117,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried | Le
 
   /** Starts a command's work (its answer comes back as an event); the study's end is returned to await. */
   function carryOut(c: Command): Promise<StatusView> | null {
-    const answer = (work: () => Promise<Answer | null>) =>
-      void CancellationScope.nonCancellable(work).then((a) => void (a && events.push(a)));
+    const answer = (work: () => Promise<Answer>) => void CancellationScope.nonCancellable(work).then((a) => void events.push(a));
     switch (c.type) {
       case 'propose': {
         const scope = new CancellationScope();
