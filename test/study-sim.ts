@@ -35,6 +35,7 @@ export interface Night {
   thinkMs: number;
   trainMs: number;
   noise: number; // σ of a training's score
+  crashRate: number; // the share of proposals that crash their training (a repair's chance)
   faults: { atEvent: number; fault: Fault }[];
   rolls: number[]; // 0–999, used in turn for every random choice (durations, knobs, answers)
 }
@@ -200,7 +201,7 @@ export function simulate(night: Night): Outcome {
           const from = repair ? repair.commit! : c.base;
           const base = repair ? repair.parent! : c.base;
           const knob = repair ? KNOBS.find((k) => trees.get(from)![k] === CRASH_VALUE)! : KNOBS[rand(KNOBS.length)];
-          const value = repair ? 1 : [1, 2, 3, CRASH_VALUE][rand(rand(10) === 0 ? 4 : 3)];
+          const value = repair ? 1 : rand(1000) < night.crashRate * 1000 ? CRASH_VALUE : [1, 2, 3][rand(3)];
           const tree = { ...trees.get(from)!, [knob]: value };
           const id = commit(tree, from);
           intents.set(id, { base, change: diff(trees.get(base)!, tree) });

@@ -24,6 +24,7 @@ const night: fc.Arbitrary<Night> = fc.record({
   thinkMs: fc.integer({ min: 10, max: 20_000 }),
   trainMs: fc.integer({ min: 1_000, max: 40_000 }),
   noise: fc.constantFrom(0, 0.001, 0.004),
+  crashRate: fc.constantFrom(0.025, 0.3),
   faults: fc.array(fc.record({ atEvent: fc.integer({ min: 1, max: 300 }), fault: fc.constantFrom(...FAULTS) }), { maxLength: 6 }),
   rolls: fc.array(fc.nat(999), { maxLength: 64 }),
 });
