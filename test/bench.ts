@@ -4,10 +4,12 @@
 // fraction, experiments per slot-hour against the limit 3600 / T, and the idle gap between one
 // training's end and the next start (the orchestration's overhead when L = 0), for proposals ahead of
 // the slots (`ahead` left to the run) beside `--ahead 0`; then one run across continue-as-new
-// boundaries, and how long the CLI takes to answer.
+// boundaries, a model that only ever turns one knob (every keep conflicts with every queued proposal, so
+// a free slot must train a rerun of the best rather than wait a think time), how long the CLI takes to
+// answer, and how many nights a second the state machine's simulator plays.
 //
-//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~35 min)
-//   npm run bench -- --quick        T = 5 s, L ∈ {0, 3} s, 4 experiments a slot (~3 min)
+//   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~40 min)
+//   npm run bench -- --quick        T = 5 s, L ∈ {0, 3} s, 4 experiments a slot (~4 min)
 //   --train S          training seconds T
 //   --think L,L        the model's think times, seconds
 //   --slots N,N        slot counts to compare
@@ -17,8 +19,11 @@
 //                      run's overhead is another's CPU; 2 halves the time on this 2-core machine)
 //   --no-boundary      skip the continue-as-new run
 //   --no-noise         skip the noisy run (what confirmation runs cost on a night keeping ~15-20%)
+//   --no-one-knob      skip the one-knob runs (L = the largest think time, 1 and 4 slots as --slots)
 //   --no-cli           skip the CLI latency figures
+//   --only LABEL,…     run only these runs (labels as the progress lines name them: s1-l0-ahead-auto, one-knob-s4-l15)
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import fc from 'fast-check';
 import type { Worker } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -34,9 +39,11 @@ import { cliLatency, type Latency } from './bench/cli-latency';
 import { busyFraction, busyWithin, median, perSlotHour, slotGaps, type Training } from './bench/figures';
 import { HARNESS_PY, MIN_IMPROVEMENT, NOISE_SIGMA, NOISY_HARNESS_PY, TRAIN_PY, programFor, thinkingModel } from './bench/stand-ins';
 import { devServer, makeRepo } from './helpers';
+import { nightArbitrary, simulate } from './study-sim';
 
 const TIMEOUT_ALLOWANCE_S = 60; // a training's hard limit is T plus this: python start-up never times out
 const CLI_RUNS = 5; // each command's median is over this many runs
+const SIM_NIGHTS = 2_000;
 const NAMESPACE = 'default';
 
 interface Options {
@@ -48,7 +55,9 @@ interface Options {
   jobs: number;
   boundary: boolean;
   noise: boolean;
+  oneKnob: boolean;
   cli: boolean;
+  only: string[] | null;
 }
 
 class UsageError extends Error {}
@@ -78,7 +87,8 @@ function options(argv: string[]): Options {
       options: {
         quick: { type: 'boolean' }, train: { type: 'string' }, think: { type: 'string' }, slots: { type: 'string' },
         'per-slot': { type: 'string' }, 'history-size': { type: 'string' }, jobs: { type: 'string' },
-        'no-boundary': { type: 'boolean' }, 'no-noise': { type: 'boolean' }, 'no-cli': { type: 'boolean' },
+        'no-boundary': { type: 'boolean' }, 'no-noise': { type: 'boolean' }, 'no-one-knob': { type: 'boolean' },
+        'no-cli': { type: 'boolean' }, only: { type: 'string' },
       },
     }).values;
   } catch (err) {
@@ -94,7 +104,9 @@ function options(argv: string[]): Options {
     jobs: count('jobs', parsed.jobs, 1),
     boundary: !parsed['no-boundary'],
     noise: !parsed['no-noise'],
+    oneKnob: !parsed['no-one-knob'],
     cli: !parsed['no-cli'],
+    only: parsed.only === undefined ? null : parsed.only.split(','),
   };
 }
 
@@ -105,6 +117,7 @@ interface Scenario {
   ahead: 'auto' | 0; // auto: the run's default, enough to keep every slot fed
   historySize?: number;
   noise?: boolean; // seeded noise, the baseline trained 3 times, near-ties confirmed: what confirmation costs
+  oneKnob?: boolean; // the model turns knob A only
 }
 
 function scenarios(opts: Options): Scenario[] {
@@ -120,13 +133,20 @@ function scenarios(opts: Options): Scenario[] {
     const slots = Math.max(...opts.slots);
     list.push({ label: `noise-s${slots}`, slots, thinkSeconds: 0, ahead: 'auto', noise: true });
   }
+  if (opts.oneKnob) {
+    const thinkSeconds = Math.max(...opts.thinkSeconds);
+    for (const slots of opts.slots) list.push({ label: `one-knob-s${slots}-l${thinkSeconds}`, slots, thinkSeconds, ahead: 'auto', oneKnob: true });
+  }
   if (opts.boundary) {
     const slots = Math.max(...opts.slots);
     const thinkSeconds = Math.max(...opts.thinkSeconds);
     const label = `boundary-s${slots}-l${thinkSeconds}-every-${opts.historySize}`;
     list.push({ label, slots, thinkSeconds, ahead: 'auto', historySize: opts.historySize });
   }
-  return list;
+  if (!opts.only) return list;
+  const unknown = opts.only.filter((label) => !list.some((s) => s.label === label));
+  if (unknown.length) throw new UsageError(`--only: no run is labelled ${unknown.join(', ')} (runs: ${list.map((s) => s.label).join(', ')})`);
+  return list.filter((s) => opts.only!.includes(s.label));
 }
 
 interface Outcome {
@@ -136,6 +156,7 @@ interface Outcome {
   candidates: number;
   keeps: number;
   crashes: number;
+  reruns: number; // fresh-seed runs of the best a free slot trained while no proposal was ready
   wallSeconds: number;
   boundaries: number[]; // epoch seconds at which a run continued as new
   error?: string;
@@ -154,10 +175,12 @@ function pythonExecutable(): string {
 
 type BaseConfig = Omit<RunConfig, 'timeoutMs' | 'budgetSeconds' | 'parallel'>;
 
+type RepoShape = Pick<Scenario, 'label' | 'thinkSeconds' | 'slots' | 'noise' | 'oneKnob'>;
+
 /** A fresh research repo (program.md names the run, so every repo has its own root commit and GPU queue). */
-async function benchRun(label: string, thinkSeconds: number, python: string, repos: string[], slots: number, noise = false): Promise<BaseConfig> {
+async function benchRun({ label, thinkSeconds, slots, noise, oneKnob }: RepoShape, python: string, repos: string[]): Promise<BaseConfig> {
   const harness = noise ? NOISY_HARNESS_PY : HARNESS_PY;
-  const files = { 'train.py': TRAIN_PY, 'harness.py': harness, 'program.md': programFor(label, thinkSeconds) };
+  const files = { 'train.py': TRAIN_PY, 'harness.py': harness, 'program.md': programFor(label, thinkSeconds, oneKnob) };
   const repo = await makeRepo(files);
   repos.push(repo);
   return {
@@ -193,6 +216,7 @@ async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string
   return {
     scenario: s, trainings, confirmation, candidates: candidates.length, keeps: candidates.filter((r) => r.status === 'keep').length,
     crashes: records.filter((r) => r.status === 'crash').length,
+    reruns: records.filter((r) => r.description.startsWith('rerun of the best')).length,
     boundaries: s.historySize ? await continueAsNewTimes(env, s.label) : [],
   };
 }
@@ -200,7 +224,7 @@ async function outcomeOf(env: TestWorkflowEnvironment, s: Scenario, repo: string
 async function runScenario(
   env: TestWorkflowEnvironment, s: Scenario, opts: Options, python: string, repos: string[],
 ): Promise<Outcome> {
-  const base = await benchRun(s.label, s.thinkSeconds, python, repos, s.slots, s.noise);
+  const base = await benchRun(s, python, repos);
   const config: RunConfig = {
     ...base, timeoutMs: (opts.trainSeconds + TIMEOUT_ALLOWANCE_S) * 1000, budgetSeconds: opts.trainSeconds,
     // The baseline is one experiment of `slots` trainings: every slot then trains perSlot times, so the last round
@@ -319,9 +343,28 @@ function printNoise(o: Outcome): void {
   console.log(`confirmation_extra_training_fraction: ${fixed(c.extraSeconds / Math.max(1, c.allSeconds), 3)}`);
 }
 
+/** The one-knob runs: every keep drops every queued proposal, so only reruns of the best keep a slot from waiting. */
+function printOneKnob(o: Outcome): void {
+  const s = o.scenario;
+  console.log(`\none-knob run: slots=${s.slots} think=${s.thinkSeconds}s: ${o.trainings.length} trainings, ` +
+    `${o.keeps}/${o.candidates} kept, ${o.reruns} reruns of the best${o.error ? `, failed: ${o.error}` : ''}`);
+  if (o.error || o.trainings.length < 2) return;
+  console.log(`busy_fraction[one knob, slots=${s.slots}]: ${fixed(busyFraction(o.trainings, s.slots), 3)}`);
+  console.log(`max_gap_per_slot_s[one knob, slots=${s.slots}]: ${slotGaps(o.trainings, s.slots).maxPerSlot.map((x) => fixed(x, 2)).join(' ')}`);
+}
+
+/** The state machine alone: simulated nights (the test's generator, a fixed seed) played per second of this CPU. */
+function printSimulator(): void {
+  const nights = fc.sample(nightArbitrary, { numRuns: SIM_NIGHTS, seed: 1 });
+  const started = performance.now();
+  for (const night of nights) simulate(night);
+  const seconds = (performance.now() - started) / 1000;
+  console.log(`\nsimulator_nights_per_s: ${fixed(SIM_NIGHTS / seconds, 0)} (${SIM_NIGHTS} nights in ${fixed(seconds, 1)} s)`);
+}
+
 /** Against a run waiting for its baseline's slot (no GPU worker holds its repo): `status` queries a live run. */
 async function printCli(env: TestWorkflowEnvironment, python: string, repos: string[]): Promise<void> {
-  const config = await benchRun('cli-probe', 0, python, repos, 1);
+  const config = await benchRun({ label: 'cli-probe', thinkSeconds: 0, slots: 1 }, python, repos);
   const probe = { ...config, timeoutMs: 60_000, budgetSeconds: 1, parallel: 1, maxExperiments: 2 };
   await startRun(async () => env.client, probe);
   const latencies: Latency[] = await cliLatency(env.address, config.tag, CLI_RUNS);
@@ -354,10 +397,13 @@ async function main(): Promise<void> {
     const outcomes = await runAll(order, opts.jobs, (s) => runScenario(env, s, opts, python, repos));
     const byLabel = new Map(outcomes.map((o) => [o.scenario.label, o]));
     console.log('');
-    printTable(list.filter((s) => !s.historySize && !s.noise).map((s) => byLabel.get(s.label)!), opts);
+    const matrix = list.filter((s) => !s.historySize && !s.noise && !s.oneKnob);
+    if (matrix.length) printTable(matrix.map((s) => byLabel.get(s.label)!), opts);
+    for (const s of list.filter((x) => x.oneKnob)) printOneKnob(byLabel.get(s.label)!);
     for (const s of list.filter((x) => x.noise)) printNoise(byLabel.get(s.label)!);
     for (const s of list.filter((x) => x.historySize)) printBoundary(byLabel.get(s.label)!, opts);
     if (opts.cli) await printCli(env, python, repos);
+    printSimulator();
     console.log(`\nmodel_calls: ${model.calls()}`);
     if (outcomes.some((o) => o.error)) process.exitCode = 1;
   } finally {

@@ -2,6 +2,7 @@
 // server, virtual time. It plays the shell's part — proposer, git, children, signals, timers, continue-as-new —
 // with commits modelled as knob maps, injects faults at chosen moments, and checks the invariants after
 // every step. A night is a plain value (Night), so fast-check can generate and shrink it.
+import fc from 'fast-check';
 import { step, newStudy, outstanding, type Answer, type Command, type Study } from '../workflows/study';
 import type { ExperimentRecord, RunConfig, TrainingResult } from '../workflows/types';
 
@@ -39,6 +40,27 @@ export interface Night {
   faults: { atEvent: number; fault: Fault }[];
   rolls: number[]; // 0–999, used in turn for every random choice (durations, knobs, answers)
 }
+
+const FAULTS: Fault[] = ['terminate', 'fail', 'timeout', 'workerDies', 'proposerFails', 'proposerRefuses', 'startFails', 'historyFull', 'pause', 'stop', 'stopCancel'];
+
+/** Nights as the test draws them (and shrinks them): every size, budget and fault the issue names. */
+export const nightArbitrary: fc.Arbitrary<Night> = fc.record({
+  parallel: fc.integer({ min: 1, max: 8 }),
+  historySize: fc.integer({ min: 1, max: 5 }),
+  ahead: fc.option(fc.integer({ min: 0, max: 4 })),
+  maxExperiments: fc.integer({ min: 1, max: 14 }),
+  baselineRuns: fc.integer({ min: 1, max: 3 }),
+  proposer: fc.constantFrom('llm' as const, 'sweep' as const),
+  tokenBudget: fc.option(fc.integer({ min: 0, max: 20_000 })),
+  untilMs: fc.option(fc.integer({ min: 0, max: 400_000 })),
+  verify: fc.boolean(),
+  thinkMs: fc.integer({ min: 10, max: 20_000 }),
+  trainMs: fc.integer({ min: 1_000, max: 40_000 }),
+  noise: fc.constantFrom(0, 0.001, 0.004),
+  crashRate: fc.constantFrom(0.025, 0.3),
+  faults: fc.array(fc.record({ atEvent: fc.integer({ min: 1, max: 300 }), fault: fc.constantFrom(...FAULTS) }), { maxLength: 6 }),
+  rolls: fc.array(fc.nat(999), { maxLength: 64 }),
+});
 
 export interface Outcome {
   rows: ExperimentRecord[];

@@ -44,6 +44,7 @@ import {
 } from './types';
 
 const STATE_MACHINE = 'state-machine'; // the patch: histories without it replay the study as it was (research-legacy.ts)
+const RULES_2 = 'study-rules-2'; // histories without it replay by the state machine's first rules (study.ts RULES)
 
 /** Waits on an experiment's workflow that an earlier run started, for as long as a child may live. */
 const watcher = proxyActivities<ControlActivities>({
@@ -61,7 +62,7 @@ export interface Carried {
 
 export async function researchWorkflow(config: RunConfig, carried?: Carried | LegacyCarried): Promise<StatusView> {
   if ((carried && 'launched' in carried) || !patched(STATE_MACHINE)) return legacyResearch(config, carried as LegacyCarried);
-  let study = carried?.study ?? newStudy();
+  let study: Study = { ...(carried?.study ?? newStudy()), rules: patched(RULES_2) ? 2 : 1 };
   let setup = carried?.setup ?? { baseCommit: '', harnessDigest: '', gpuQueue: '' };
   const events: Answer[] = [];
   const children = new Map<number, ChildWorkflowHandle<typeof experimentWorkflow>>();

@@ -16,6 +16,9 @@ export const MIN_TOKEN_ALLOWANCE = 1_000; // less than this left in the budget b
 export const MAX_AHEAD_PER_SLOT = 4; // a slow proposer is given more proposals in flight, up to this many per slot
 const IDLE_GRACE_MS = 1_000; // a free slot with nothing ready waits this long (or 2% of a training) before a rerun
 const IDLE_GRACE_SHARE = 0.02;
+// Changes to these rules that alter commands bump RULES; the shell sets a study's rules from patched() (research.ts).
+// 2: a free slot trains a rerun at once unless a proposal is due within the grace; a spent token budget ends the night at once.
+export const RULES = 2;
 
 /** A proposal being made: its answer is outstanding. */
 export interface Asking {
@@ -98,6 +101,7 @@ export interface Study {
   wakeAt: number | null;
   idleSince: number | null; // a slot has been free with nothing ready since then
   rerunsInARow: number; // reruns of the best since a proposal last started: a dead proposer must not spend the night on them
+  rules?: number; // the rules this run follows (RULES): histories recorded before a change replay by the old ones
   recent: ExperimentRecord[];
   warnings: string[];
 }
@@ -172,6 +176,7 @@ export function newStudy(): Study {
     wakeAt: null,
     idleSince: null,
     rerunsInARow: 0,
+    rules: RULES,
     recent: [],
     warnings: [],
   };
@@ -435,6 +440,8 @@ function plan(config: RunConfig, s: Study, at: number, out: Command[]): void {
   if (s.nextNumber === 0 && ending === null) launchBaseline(config, s, at, out);
   fillSlots(config, s, at, out);
   for (let k = proposalsWanted(config, s, at); k > 0; k--) propose(config, s, at, out);
+  // The token budget is found spent while planning proposals; then the night ends now, not on an event that never comes.
+  if ((s.rules ?? 1) >= 2 && ending === null && whyEnding(config, s, at) !== null) return plan(config, s, at, out);
 
   const unanswered = outstanding(s).length > 0;
   if (ending === null && closingForBoundary(config, s) && !unanswered) {
@@ -468,13 +475,20 @@ function wantsVerify(config: RunConfig, s: Study, ending: string): boolean {
 function nextWake(config: RunConfig, s: Study, at: number, ending: string | null): number | null {
   const times: number[] = [];
   if (ending === null && config.untilMs !== undefined) times.push(config.untilMs - config.timeoutMs + 1);
-  if (s.idleSince !== null) times.push(s.idleSince + graceMs(s));
+  if (s.idleSince !== null) times.push(rerunFrom(s));
   const later = times.filter((t) => t > at);
   return later.length ? Math.min(...later) : null;
 }
 
-function graceMs(s: Study): number {
-  return Math.max(IDLE_GRACE_MS, IDLE_GRACE_SHARE * s.trainingMs);
+/**
+ * When a free slot with nothing ready trains a rerun: after the grace while a proposal is merging or due
+ * within it (the first proposal's time is not known yet), else at once, so no slot waits a think time.
+ */
+function rerunFrom(s: Study): number {
+  const idle = s.idleSince!;
+  const graceEnd = idle + Math.max(IDLE_GRACE_MS, IDLE_GRACE_SHARE * s.trainingMs);
+  if ((s.rules ?? 1) < 2 || s.proposalMs === 0 || s.ready.some((r) => r.merging)) return graceEnd;
+  return s.asking.some((a) => a.since + s.proposalMs <= graceEnd) ? graceEnd : idle;
 }
 
 // ---- training --------------------------------------------------------------------------------------
@@ -510,7 +524,7 @@ function fillSlots(config: RunConfig, s: Study, at: number, out: Command[]): voi
     // A rerun bridges a proposer that is late, one a slot; one that is gone must not turn the night into reruns.
     if (s.rerunsInARow >= config.parallel || s.asking.length + s.ready.length === 0) break;
     s.idleSince ??= at;
-    if (at < s.idleSince + graceMs(s)) return;
+    if (at < rerunFrom(s)) return;
     s.rerunsInARow++;
     const description = `rerun of the best (${bestCommit.slice(0, 7)}) on a fresh seed`;
     launch(config, s, at, { parent: bestCommit, tree: bestCommit, commit: bestCommit, description, rerun: true }, out);

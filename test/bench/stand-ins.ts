@@ -1,6 +1,6 @@
 // What the bench puts in place of a GPU and a model: a training that sleeps its budget (no CPU) and
 // scores eight knobs, and a model that thinks a set time and then turns one knob of the best version
-// it is shown. One knob value in five helps, so one proposal in four can win at first and fewer as
+// it is shown (or always knob A, where every keep conflicts with every queued proposal). One knob value in five helps, so one proposal in four can win at first and fewer as
 // knobs settle: simulated, 22% are kept over 5 proposals, 18% over 23, 13% over 50 — the ~15-30%
 // public reports give.
 import { request, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -57,8 +57,9 @@ print(f"train_end:        {end:.3f}")
 `;
 
 /** program.md of one bench run: the model's think time travels in it, so one server serves every run. */
-export function programFor(label: string, thinkSeconds: number): string {
-  return `# research: bench run ${label}\n\nMake val_bpb lower by turning the knobs A to H of train.py.\n` +
+export function programFor(label: string, thinkSeconds: number, oneKnob = false): string {
+  const knobs = oneKnob ? 'turning knob A of train.py (only knob A)' : 'turning the knobs A to H of train.py';
+  return `# research: bench run ${label}\n\nMake val_bpb lower by ${knobs}.\n` +
     `The stand-in model thinks ${thinkSeconds} s per proposal.\n`;
 }
 
@@ -100,7 +101,9 @@ function turnAKnob() {
     if (!generators.has(run)) generators.set(run, generator(run));
     const random = generators.get(run)!;
     const file = bestTrainPy(request);
-    const lines = [...(file ?? '').matchAll(/^([A-H]) = (\d+)\b.*$/gm)];
+    // One knob (the program says so): every keep changes the line every queued proposal changes.
+    const oneKnob = request.body.messages.some((m) => m.content.includes('(only knob A)'));
+    const lines = [...(file ?? '').matchAll(oneKnob ? /^(A) = (\d+)\b.*$/gm : /^([A-H]) = (\d+)\b.*$/gm)];
     if (lines.length === 0) {
       return { status: 400, body: JSON.stringify({ error: { message: 'bench model: no knobs in the best version' } }) };
     }
