@@ -3,11 +3,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cli, CLI, devServer, makeRepo, ROOT, waitFor } from './helpers';
+import { cli, devServer, endProcess, makeRepo, serve, waitFor, type Running } from './helpers';
 
 const TRAIN = `LR = 0.1  # learning rate
 print("step 00001 (100.0%) | loss: 1.000000", flush=True)
@@ -15,32 +14,11 @@ print("---")
 print(f"val_bpb:          {1 + abs(LR - 0.05):.6f}")
 `;
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-}
-
-/** `autoresearch <args>` as a long-lived process, its stdout and stderr kept together. */
-function serve(args: string[], env: NodeJS.ProcessEnv): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-  let output = '';
-  child.stdout!.on('data', (c) => (output += c));
-  child.stderr!.on('data', (c) => (output += c));
-  return { child, output: () => output };
-}
-
-async function end(running: Running): Promise<void> {
-  if (running.child.exitCode !== null) return;
-  const exited = new Promise((done) => running.child.once('exit', done));
-  running.child.kill('SIGTERM');
-  await exited;
-}
-
 let env: TestWorkflowEnvironment;
 const processes: Running[] = [];
 before(async () => (env = await devServer()));
 after(async () => {
-  await Promise.all(processes.map(end));
+  await Promise.all(processes.map(endProcess));
   await env?.teardown();
 });
 

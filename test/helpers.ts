@@ -2,7 +2,7 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { after, before } from 'node:test';
 import type { NativeConnection, Worker } from '@temporalio/worker';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -88,6 +88,27 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_
       done({ code, stdout, stderr });
     });
   });
+}
+
+export interface Running {
+  child: ChildProcess;
+  output: () => string;
+}
+
+/** `autoresearch <args>` as a long-lived process, its stdout and stderr kept together. */
+export function serve(args: string[], env: NodeJS.ProcessEnv): Running {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  let output = '';
+  child.stdout!.on('data', (c) => (output += c));
+  child.stderr!.on('data', (c) => (output += c));
+  return { child, output: () => output };
+}
+
+export async function endProcess(running: Running): Promise<void> {
+  if (running.child.exitCode !== null) return;
+  const exited = new Promise((done) => running.child.once('exit', done));
+  running.child.kill('SIGTERM');
+  await exited;
 }
 
 export async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 250): Promise<T> {

@@ -39,14 +39,6 @@ export const control = proxyActivities<ControlActivities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 
-/** The proposer, which may stream from a slow local model for minutes. */
-export const proposer = proxyActivities<ControlActivities>({
-  taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '30 minutes', // a slow local model streams for minutes; silence is caught by the heartbeat
-  heartbeatTimeout: '30 seconds', // …and a dead proposer within half a minute
-  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 3 },
-});
-
 export interface ExperimentInput {
   config: RunConfig;
   experimentId: string;

@@ -19,7 +19,8 @@ import {
   ApplicationFailure,
 } from '@temporalio/workflow';
 import { judgeRuns, NO_NOISE, sigmaOf, untrained, withGroup, type Decision, type Judgement, type Noise } from './decide';
-import { control, decidedSignal, experimentWorkflow, proposer, repeatSignal, trainedSignal } from './experiment';
+import { control, decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
+import { proposer } from './proposal';
 import { verifyWorkflow } from './morning';
 import { pauseSignal, resumeSignal, statusQuery, stopSignal } from './signals';
 import {

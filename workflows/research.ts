@@ -23,9 +23,10 @@ import {
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
-import { control, decidedSignal, experimentWorkflow, proposer, repeatSignal, trainedSignal } from './experiment';
-import { causeOf, failureType, howClosed, summary, tokensSpent } from './failures';
+import { control, decidedSignal, experimentWorkflow, repeatSignal, trainedSignal } from './experiment';
+import { causeOf, howClosed, summary } from './failures';
 import { verifyWorkflow } from './morning';
+import { proposal } from './proposal';
 import { legacyResearch, type Carried as LegacyCarried } from './research-legacy';
 import { BEST_VAL_BPB, EXPERIMENTS_DONE, EXPERIMENTS_KEPT, RESEARCH_TAG } from './search-attributes';
 import { pauseSignal, resumeSignal, statusQuery, stopSignal } from './signals';
@@ -35,7 +36,6 @@ import {
   experimentId,
   experimentWorkflowId,
   morningWorkflowId,
-  proposalActivityId,
   type ExperimentRecord,
   type RunConfig,
   type RunSetup,
@@ -124,7 +124,7 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried | Le
         const scope = new CancellationScope();
         proposals.set(c.key, scope);
         void scope
-          .run(() => propose(c))
+          .run(() => proposal(config, c))
           .then((a) => void events.push(a))
           .finally(() => proposals.delete(c.key));
         return null;
@@ -227,29 +227,6 @@ export async function researchWorkflow(config: RunConfig, carried?: Carried | Le
         ended = study.stop ? 'stopped' : 'completed';
         describe(`${ended}: ${c.reason}${verdict ? `\n\nverdict: ${verdict}` : ''}`);
         return Promise.resolve({ ...status(), reason: c.reason, verdict });
-    }
-  }
-
-  /** One proposal, committed on the best it was asked on; a failure (its tokens counted) is an answer too. */
-  async function propose(c: Extract<Command, { type: 'propose' }>): Promise<Answer> {
-    const { key, base } = c;
-    try {
-      const what = c.crashed ? `propose (${config.proposer}, may repair ${c.crashed.id})` : `propose (${config.proposer})`;
-      const p = await proposer.propose.executeWithOptions(
-        { ...summary(`proposal ${key}`, what), activityId: proposalActivityId(config.tag, key) },
-        [{ config, key, parent: base, crashed: c.crashed ?? undefined, inFlight: c.inFlight, tokenAllowance: c.allowance ?? undefined }],
-      );
-      if (!p.ok) return { type: 'proposalFailed', key, reason: p.reason, tokens: p.tokens, final: p.final };
-      // A repair edits the crashed experiment's files: its commit goes on that one's parent, the base it merges from.
-      const parent = p.fixes && c.crashed?.parent ? c.crashed.parent : base;
-      const commit = await control.commitProposal.executeWithOptions(summary(`proposal ${key}`, `commit: ${p.description}`), [
-        { config, key, parent, description: p.description, files: p.files },
-      ]);
-      const { description, tokens, change, fixes, temperature } = p;
-      return { type: 'proposed', key, commit, description, tokens, change, fixes, temperature };
-    } catch (err) {
-      if (isCancellation(err)) return { type: 'proposalFailed', key, reason: 'cancelled', tokens: 0, cancelled: true };
-      return { type: 'proposalFailed', key, reason: causeOf(err), tokens: tokensSpent(err), refused: failureType(err) === 'LlmRefused' };
     }
   }
 
