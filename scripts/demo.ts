@@ -1,5 +1,5 @@
 // `npm start`: a whole study in one command — provision, a server if none answers, both workers,
-// a fresh tiny repo, a short night on two slots printed as it goes (the baseline twice for the noise,
+// a fresh tiny repo, a short night on two slots printed as it goes (the baseline four times for the noise,
 // near-ties confirmed), the morning verdict and the ablation, then the table and the report.
 import type { Worker } from '@temporalio/worker';
 import { join, resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { provision } from './provision';
 import { serverAnswers, startDevServer, type DevServer } from './server';
 import { ablateRun, ablationLines } from './morning';
 import { startRun, uiLink } from './runs';
+import { noiseLine } from './watch';
 
 const DEMO_DIR = resolve('.autoresearch'); // everything the demo makes, under the current directory
 const EXPERIMENTS = 6;
@@ -51,7 +52,7 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
     const config: RunConfig = {
       tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python train.py', timeoutMs: TIMEOUT_MS,
       budgetSeconds: BUDGET_SECONDS, parallel: SLOTS, maxExperiments: EXPERIMENTS, seed: 0, minImprovement: 0,
-      baselineRuns: SLOTS, verifyRuns: MORNING_RUNS,
+      baselineRuns: 2 * SLOTS, verifyRuns: MORNING_RUNS, // two rounds: σ on 3 degrees of freedom
     };
     await startRun(async () => client, config);
     log(`started ${workflowIdFor(tag)}: ${EXPERIMENTS} experiments of ${BUDGET_SECONDS}s with the sweep proposer, ${SLOTS} slots`);
@@ -67,7 +68,7 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
     });
     const view = await Promise.all(workers.map((w) => w.runUntil(ablated))).then(() => finished);
     for (const line of ablationLines(await ablated)) log(`  ${line}`);
-    if (view.noise) log(`noise:        σ ${formatScore(view.noise.sigma)} val_bpb between runs of one commit (${view.noise.runs} trainings)`);
+    if (view.noise) log(`noise:        ${noiseLine(view.noise)}`);
     if (view.verdict) log(`verdict:      ${view.verdict}`);
     log(`\n${await resultsTable(repo, tag, log)}`);
     const report = await writeReport(repo, tag, log);

@@ -17,7 +17,8 @@ import {
 import { formatDuration, parseCount, parseDuration, parseNumber, parseTag, parseUntil, required, type Flags } from './args';
 import { UserError } from './errors';
 
-const DEFAULT_BASELINE_RUNS = 3; // the baseline's repeats: σ from the first hour, side by side on several slots
+const DEFAULT_BASELINE_RUNS = 5; // the baseline's repeats: σ on 4 degrees of freedom and a bar of 5 runs from the start
+const MAX_FALSE_KEEP = 0.5; // a coin flip: any higher and a change that does nothing is kept more often than not
 const DEFAULT_VERIFY_RUNS = 3; // the morning verdict: the baseline and the best, three runs each
 
 export const START_OPTIONS = {
@@ -43,6 +44,7 @@ export const START_OPTIONS = {
   'history-size': { type: 'string' },
   'baseline-runs': { type: 'string' },
   'confirm-z': { type: 'string' },
+  'false-keep': { type: 'string' },
   'verify-runs': { type: 'string' },
 } as const;
 
@@ -131,6 +133,8 @@ export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ 
   const { proposer, why } = chooseProposer(str('proposer'), env);
   const model = str('model') ?? env.AUTORESEARCH_MODEL;
   if (proposer === 'llm' && !model) throw new UserError('the llm proposer needs a model: --model NAME or AUTORESEARCH_MODEL');
+  if (str('false-keep') !== undefined && str('confirm-z') !== undefined)
+    throw new UserError('--false-keep replaces --confirm-z: give one of them');
   const llmOnly = ['temperature', 'llm-max-tokens'].filter((name) => str(name) !== undefined);
   if (proposer !== 'llm' && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer})`);
   const config: RunConfig = {
@@ -156,6 +160,7 @@ export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ 
     experimentsPerHistory: count('history-size'),
     baselineRuns: count('baseline-runs') ?? DEFAULT_BASELINE_RUNS,
     confirmZ: str('confirm-z') === undefined ? undefined : parseNumber('--confirm-z', str('confirm-z')!),
+    falseKeep: str('false-keep') === undefined ? undefined : parseNumber('--false-keep', str('false-keep')!, 0, MAX_FALSE_KEEP),
     verifyRuns: count('verify-runs', 0) ?? DEFAULT_VERIFY_RUNS,
   };
   return { config, why };

@@ -2,7 +2,7 @@
 // per experiment in flight (fed by its training heartbeat) and the last results.tsv rows. Plain
 // ASCII, no colours, no escape codes: the caller decides whether to clear the screen first.
 import { formatScore, TSV_HEADER, tsvRow } from '../activities/results';
-import type { Heartbeat, InFlight, StatusView } from '../workflows/types';
+import type { Heartbeat, InFlight, Noise, StatusView } from '../workflows/types';
 
 export const DEFAULT_WATCH_WIDTH = 80;
 const MIN_WIDTH = 40;
@@ -92,7 +92,7 @@ export function renderWatch(view: StatusView, width = DEFAULT_WATCH_WIDTH, now =
     ...(view.stale ? staleLines(view.stale, w, now) : []),
     clip(`best val_bpb: ${best}`, w),
     clip(`experiments:  ${view.experimentsDone} done, ${view.experimentsKept} kept${view.tokensUsed ? `, ${view.tokensUsed} tokens` : ''}`, w),
-    ...(view.noise ? [clip(`noise:        σ ${formatScore(view.noise.sigma)} val_bpb between runs of one commit (${view.noise.runs} trainings)`, w)] : []),
+    ...(view.noise ? [clip(`noise:        ${noiseLine(view.noise)}`, w)] : []),
     ...(view.verdict ? wrapped('verdict:      ', view.verdict, w) : []),
     ...(view.warnings ?? []).flatMap((warning) => wrapped('warning:      ', warning, w)),
     '',
@@ -119,4 +119,14 @@ export function alignTsv(text: string): string {
   const rows = text.split('\n').filter(Boolean).map((line) => line.split('\t'));
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+/** σ with its interval, and what the night's false-keep rate means so far: one line for status, watch and the demo. */
+export function noiseLine(noise: Noise): string {
+  const sigma = `σ ${formatScore(noise.sigma)} val_bpb between runs of one commit (${noise.runs} trainings`;
+  if (noise.dof === undefined || noise.low === undefined || noise.high === undefined) return `${sigma})`;
+  const interval = `95% ${formatScore(noise.low)}–${Number.isFinite(noise.high) ? formatScore(noise.high) : '∞'}, ${noise.dof} dof)`;
+  const keeps = noise.falseKeep === undefined ? '' :
+    `; false keeps expected: ${(noise.expectedFalseKeeps ?? 0).toFixed(2)} (--false-keep ${noise.falseKeep})`;
+  return `${sigma}, ${interval}${keeps}`;
 }

@@ -10,6 +10,8 @@
 //
 //   npm run bench                   T = 30 s, L ∈ {0, 15} s, 1 and 4 slots, 6 experiments a slot (~40 min)
 //   npm run bench -- --quick        T = 5 s, L ∈ {0, 3} s, 4 experiments a slot (~4 min)
+//   npm run bench -- decisions      the decision rule alone (no server): its keep rate and trainings for true
+//                                   gains of 0 to 5σ, 10,000 decisions each, and on a night's mix (~1 min)
 //   --train S          training seconds T
 //   --think L,L        the model's think times, seconds
 //   --slots N,N        slot counts to compare
@@ -40,10 +42,13 @@ import { busyFraction, busyWithin, median, perSlotHour, slotGaps, type Training 
 import { HARNESS_PY, MIN_IMPROVEMENT, NOISE_SIGMA, NOISY_HARNESS_PY, TRAIN_PY, programFor, thinkingModel } from './bench/stand-ins';
 import { devServer, makeRepo } from './helpers';
 import { nightArbitrary, simulate } from './study-sim';
+import { CONTEXTS, EFFECTS, RULES, generator, nightMix, rates } from './decision-sim';
+import { DEFAULT_FALSE_KEEP } from '../workflows/decide';
 
 const TIMEOUT_ALLOWANCE_S = 60; // a training's hard limit is T plus this: python start-up never times out
 const CLI_RUNS = 5; // each command's median is over this many runs
 const SIM_NIGHTS = 2_000;
+const DECISIONS = 10_000;
 const NAMESPACE = 'default';
 
 interface Options {
@@ -384,7 +389,31 @@ async function printCli(env: TestWorkflowEnvironment, python: string, repos: str
   }
 }
 
+/** `decisions`: the rule's operating characteristics at the default --false-keep beside the rule before it (test/decision-sim.ts). */
+function printDecisions(): void {
+  const rate = DEFAULT_FALSE_KEEP;
+  console.log(`decisions at --false-keep ${rate}: ${DECISIONS} simulated decisions a cell (σ = 1); keep rate, trainings per decision in brackets`);
+  console.log('the mix: 40% of changes do nothing, 45% hurt (exponential, mean 4σ), 15% help (mean 3σ)\n');
+  const head = ['rule', 'context', ...EFFECTS.map((e) => `gain ${e}σ`), 'mix: kept', 'mix: extra trainings'];
+  const rows = RULES.flatMap(({ name, rule }) => CONTEXTS.map((ctx, i) => {
+    const cells = EFFECTS.map((e) => {
+      const r = rates(e, ctx, rule(rate), DECISIONS, 1000 * i + e * 10);
+      return `${fixed(r.keeps / r.decisions, 4)} (${fixed(r.runs / r.decisions, 2)})`;
+    });
+    const mix = rates(nightMix(generator(7 + i)), ctx, rule(rate), DECISIONS, 99 + i);
+    return [name, ctx.label, ...cells, fixed(mix.keeps / mix.decisions, 3), fixed(mix.runs / mix.decisions - 1, 3)];
+  }));
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  for (const cells of [head, ...rows]) console.log(cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+  console.log('');
+  for (const r of rows) {
+    const at = (e: number) => r[2 + EFFECTS.indexOf(e)].split(' ')[0];
+    console.log(`[${r[0]}; ${r[1]}] false_keep_rate: ${at(0)}  power_at_2sigma: ${at(2)}  extra_trainings_on_mix: ${r.at(-1)}`);
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'decisions') return printDecisions();
   const opts = options(process.argv.slice(2));
   const python = pythonExecutable();
   const list = scenarios(opts);

@@ -1,5 +1,6 @@
 // Keep-if-better, as a pure function the workflow and the tests both call.
-import type { Best, ExperimentStatus, TrainingResult } from './types';
+import { tAsZ, upperTail, zFor } from './stats';
+import type { Best, ExperimentStatus, RunConfig, TrainingResult } from './types';
 
 export interface Decision {
   status: ExperimentStatus;
@@ -110,4 +111,61 @@ export function judgeRuns(
     reason: `within the noise: mean of ${results.length} runs beat ${against} by ${gain.toFixed(6)} < band ${band.toFixed(6)}`,
     valBpb,
   };
+}
+
+// ---- the sequential rule (study rules 3) ---------------------------------------------------------------
+
+export const DEFAULT_FALSE_KEEP = 0.01; // per change that does nothing
+export const DESIGN_GAIN = 2; // σ: the true gain the rule must keep with POWER
+export const POWER = 0.9;
+export const MAX_RUNS = 4; // a candidate still undecided after this many runs is discarded: a near-miss
+
+/** The night's false-keep rate: --false-keep, or the rate an old --confirm-z margin meant with a known σ; 0 turns the noise model off. */
+export function falseKeepOf(config: Pick<RunConfig, 'falseKeep' | 'confirmZ'>): number {
+  if (config.falseKeep !== undefined) return config.falseKeep;
+  if (config.confirmZ !== undefined) return config.confirmZ === 0 ? 0 : upperTail(config.confirmZ);
+  return DEFAULT_FALSE_KEEP;
+}
+
+// Each of a candidate's looks (up to MAX_RUNS) may keep it, so one look spends part of the rate; the looks share
+// one bar and overlap, and the decision simulator measured a third of the rate a look to hold the whole under it.
+const LOOK_SHARE = 3;
+
+/**
+ * A sequential test of the candidate against its parent. After each run the gain's t statistic (σ pooled from
+ * unselected runs with its degrees of freedom; the bar's own runs in the standard error) is mapped to the
+ * normal score with the same tail, so a σ measured on few runs widens the band by what Student's t says.
+ * Keep once that score passes the rate's quantile; discard once the candidate is not better at all, or once its
+ * gain, raised by the POWER quantile of its own noise, stays under DESIGN_GAIN·σ (unlikely to be a gain worth
+ * finding); else train another seed, at most MAX_RUNS. Without a noise estimate: plain keep-if-better.
+ */
+export function judgeSequential(
+  results: TrainingResult[],
+  bar: (Best & { runs: number }) | null,
+  minImprovement: number,
+  noise: Noise,
+  falseKeep: number,
+): Judgement {
+  for (const r of results) {
+    const crash = crashReason(r);
+    if (crash) return { status: 'crash', reason: crash, valBpb: null };
+  }
+  const scores = results.map((r) => r.metrics.val_bpb);
+  const n = scores.length;
+  const valBpb = scores.reduce((a, b) => a + b, 0) / n;
+  const sigma = sigmaOf(noise);
+  if (bar === null || sigma === null || sigma === 0 || falseKeep === 0)
+    return decide({ ...results[0], metrics: { ...results[0].metrics, val_bpb: valBpb } }, bar, minImprovement);
+  const gain = bar.valBpb - valBpb;
+  const against = `${bar.valBpb.toFixed(6)} (${bar.experimentId}, ${bar.runs} run${bar.runs === 1 ? '' : 's'})`;
+  if (gain <= Math.max(0, minImprovement)) return { status: 'discard', reason: `not better than ${against}`, valBpb };
+  const z = tAsZ(gain / (sigma * Math.sqrt(1 / n + 1 / bar.runs)), noise.dof);
+  const how = `gain ${gain.toFixed(6)} over ${n} run${n === 1 ? '' : 's'} = ${(gain / sigma).toFixed(2)}σ, z ${z.toFixed(2)} (σ ${sigma.toFixed(6)} on ${noise.dof} dof)`;
+  if (z >= zFor(falseKeep / LOOK_SHARE)) return { status: 'keep', reason: `improved on ${against}: ${how}`, valBpb };
+  // σ's point estimate on this side: a discard only costs power, so it need not pay Student's t for few dof.
+  const hopeless = gain + zFor(1 - POWER) * (sigma / Math.sqrt(n)) < DESIGN_GAIN * sigma;
+  if (hopeless) return { status: 'discard', reason: `within the noise: ${how} over ${against}`, valBpb };
+  if (n >= MAX_RUNS)
+    return { status: 'discard', reason: `near-miss: ${how} over ${against}, undecided after ${n} runs`, valBpb };
+  return { status: 'confirm', reason: `beat ${against}: ${how}, undecided: confirming`, valBpb };
 }

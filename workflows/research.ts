@@ -44,7 +44,9 @@ import {
 } from './types';
 
 const STATE_MACHINE = 'state-machine'; // the patch: histories without it replay the study as it was (research-legacy.ts)
-const RULES_2 = 'study-rules-2'; // histories without it replay by the state machine's first rules (study.ts RULES)
+// Histories without these replay by the state machine's earlier rules (study.ts RULES says what each changed).
+const RULES_3 = 'study-rules-3';
+const RULES_2 = 'study-rules-2';
 
 /** Waits on an experiment's workflow that an earlier run started, for as long as a child may live. */
 const watcher = proxyActivities<ControlActivities>({
@@ -62,7 +64,7 @@ export interface Carried {
 
 export async function researchWorkflow(config: RunConfig, carried?: Carried | LegacyCarried): Promise<StatusView> {
   if ((carried && 'launched' in carried) || !patched(STATE_MACHINE)) return legacyResearch(config, carried as LegacyCarried);
-  let study: Study = { ...(carried?.study ?? newStudy()), rules: patched(RULES_2) ? 2 : 1 };
+  let study: Study = { ...(carried?.study ?? newStudy()), rules: patched(RULES_3) ? 3 : patched(RULES_2) ? 2 : 1 };
   let setup = carried?.setup ?? { baseCommit: '', harnessDigest: '', gpuQueue: '' };
   const events: Answer[] = [];
   const children = new Map<number, ChildWorkflowHandle<typeof experimentWorkflow>>();

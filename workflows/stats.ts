@@ -1,13 +1,36 @@
-// Means and 95% intervals for the morning's questions (verify, ablate). Pure: the workflows call it.
+// Means and 95% intervals for the morning's questions (verify, ablate), and the quantiles the decisions use.
+// Pure: the workflows call it. Quantiles come from stdlib's distributions, at any (fractional) degrees of freedom.
+import chisquareQuantile from '@stdlib/stats-base-dists-chisquare-quantile';
+import normalCdf from '@stdlib/stats-base-dists-normal-cdf';
+import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
+import tCdf from '@stdlib/stats-base-dists-t-cdf';
+import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 
-// Student's t at 0.975 for 1..30 degrees of freedom; beyond that the normal 1.96 is close enough.
-const T975 = [
-  12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11,
-  2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
-];
-
+/** Student's t at 0.975: the 95% interval's multiplier for `dof` degrees of freedom (Welch's are fractional). */
 export function t975(dof: number): number {
-  return dof < 1 ? Infinity : (T975[Math.round(dof) - 1] ?? 1.96);
+  if (!(dof > 0)) return Infinity;
+  return Number.isFinite(dof) ? tQuantile(0.975, dof) : normalQuantile(0.975, 0, 1);
+}
+
+/** The normal score with the same tail as Student's t at `t` with `dof` degrees of freedom. */
+export function tAsZ(t: number, dof: number): number {
+  return Number.isFinite(dof) ? normalQuantile(tCdf(t, dof), 0, 1) : t;
+}
+
+/** The upper-tail normal probability of z: the false-keep rate a z margin with known σ would give. */
+export function upperTail(z: number): number {
+  return 1 - normalCdf(z, 0, 1);
+}
+
+/** z such that upperTail(z) = p. */
+export function zFor(p: number): number {
+  return normalQuantile(1 - p, 0, 1);
+}
+
+/** σ's 95% interval from a pooled estimate with `dof` degrees of freedom (chi-square). */
+export function sigmaInterval(sigma: number, dof: number): { low: number; high: number } {
+  if (dof < 1) return { low: 0, high: Infinity };
+  return { low: sigma * Math.sqrt(dof / chisquareQuantile(0.975, dof)), high: sigma * Math.sqrt(dof / chisquareQuantile(0.025, dof)) };
 }
 
 export interface Estimate {

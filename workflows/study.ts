@@ -3,8 +3,9 @@
 // property of the state (outstanding() is empty), not a set of counters. The workflow (research.ts)
 // only turns events into steps and commands into activities, children, signals and timers.
 // No I/O, no clock, no randomness: the simulator (test/study.test.ts) drives it through random nights.
-import { judgeRuns, NO_NOISE, sigmaOf, untrained, withGroup, type Judgement, type Noise } from './decide';
-import { experimentId, proposalActivityId, workflowIdFor, type ExperimentRecord, type RunConfig, type RunState, type StatusView, type TrainingResult } from './types';
+import { falseKeepOf, judgeRuns, judgeSequential, NO_NOISE, sigmaOf, untrained, withGroup, type Judgement, type Noise } from './decide';
+import { sigmaInterval } from './stats';
+import { experimentId, proposalActivityId, workflowIdFor, type ExperimentRecord, type Noise as NoiseView, type RunConfig, type RunState, type StatusView, type TrainingResult } from './types';
 
 export const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
 export const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
@@ -18,7 +19,8 @@ const IDLE_GRACE_MS = 1_000; // a free slot with nothing ready waits this long (
 const IDLE_GRACE_SHARE = 0.02;
 // Changes to these rules that alter commands bump RULES; the shell sets a study's rules from patched() (research.ts).
 // 2: a free slot trains a rerun at once unless a proposal is due within the grace; a spent token budget ends the night at once.
-export const RULES = 2;
+// 3: decisions by the sequential rule at --false-keep (decide.ts judgeSequential), σ from unselected runs only.
+export const RULES = 3;
 
 /** A proposal being made: its answer is outstanding. */
 export interface Asking {
@@ -64,6 +66,7 @@ export interface Kept {
   n: number;
   commit: string;
   runs: number[];
+  deciding?: number; // the first runs, which decided its keep (selected for being low); reruns follow (rules 3)
 }
 
 export type Signal = { kind: 'repeat'; seed: number } | { kind: 'decided'; row: ExperimentRecord } | { kind: 'cancel' };
@@ -101,6 +104,7 @@ export interface Study {
   wakeAt: number | null;
   idleSince: number | null; // a slot has been free with nothing ready since then
   rerunsInARow: number; // reruns of the best since a proposal last started: a dead proposer must not spend the night on them
+  candidatesJudged?: number; // candidates decided by the noise rule: the expected false keeps are the rate times this (rules 3)
   rules?: number; // the rules this run follows (RULES): histories recorded before a change replay by the old ones
   recent: ExperimentRecord[];
   warnings: string[];
@@ -213,9 +217,12 @@ export function scoreOf(k: Kept): number {
   return k.runs.reduce((a, b) => a + b, 0) / k.runs.length;
 }
 
-/** The noise now: every recorded group, the kept ones with their reruns. */
+/**
+ * The noise now: every recorded group, the kept ones with their reruns. From rules 3 only unselected runs
+ * count: the baseline's, a kept commit's reruns, and a candidate's runs after its first.
+ */
 export function noiseNow(s: Study): Noise {
-  return s.kept.reduce((noise, k) => withGroup(noise, k.runs), s.noise);
+  return s.kept.reduce((noise, k) => withGroup(noise, (s.rules ?? 1) >= 3 && k.n > 0 ? k.runs.slice(k.deciding ?? 0) : k.runs), s.noise);
 }
 
 /** Why no new experiment may start; once nothing is left in flight, why the study ends. */
@@ -231,6 +238,13 @@ export function whyEnding(config: RunConfig, s: Study, at: number): string | nul
 
 export function isTraining(e: Experiment): boolean {
   return e.results.some((r) => r === null);
+}
+
+function noiseView(config: RunConfig, s: Study, sigma: number): NoiseView {
+  const { runs, dof } = noiseNow(s);
+  if ((s.rules ?? 1) < 3) return { sigma, runs };
+  const rate = falseKeepOf(config);
+  return { sigma, runs, dof, ...sigmaInterval(sigma, dof), falseKeep: rate, expectedFalseKeeps: rate * (s.candidatesJudged ?? 0) };
 }
 
 /** What `status` and the Web UI show: the study as a user reads it. `ended` once it has finished. */
@@ -254,7 +268,7 @@ export function viewOf(config: RunConfig, s: Study, ended: RunState | null): Sta
     reason: s.stop?.reason ?? s.proposalsOver ?? undefined,
     recent: s.recent,
     warnings: s.warnings,
-    noise: sigma === null ? undefined : { sigma, runs: noiseNow(s).runs },
+    noise: sigma === null ? undefined : noiseView(config, s, sigma),
   };
 }
 
@@ -687,11 +701,13 @@ function decide(config: RunConfig, s: Study, x: Experiment, at: number, out: Com
     if (k) k.runs.push(...scored);
     else s.noise = withGroup(s.noise, scored);
   } else if (j.status === 'keep') {
-    s.kept.push({ n: x.n, commit: x.commit!, runs: scored });
+    s.kept.push({ n: x.n, commit: x.commit!, runs: scored, ...((s.rules ?? 1) >= 3 ? { deciding: scored.length } : {}) });
     s.experimentsKept++;
     if (previous) move = { from: previous.commit, to: x.commit! };
-  } else if (j.status !== 'crash' && x.child !== 'none') s.noise = withGroup(s.noise, scored);
+  } else if (j.status !== 'crash' && x.child !== 'none') s.noise = withGroup(s.noise, (s.rules ?? 1) >= 3 ? scored.slice(1) : scored);
   if (x.n === 0) s.baselineDone = true;
+  if ((s.rules ?? 1) >= 3 && x.n > 0 && !x.rerun && j.status !== 'crash' && sigmaOf(noiseNow(s)) !== null)
+    s.candidatesJudged = (s.candidatesJudged ?? 0) + 1;
   for (const r of results) noteSandbox(s, r);
 
   const row = rowOf(config, s, x, j, at);
@@ -723,7 +739,10 @@ function judge(config: RunConfig, s: Study, x: Experiment): Judgement {
   const parent = s.kept.find((k) => k.commit === (x.parent ?? ''));
   if (!parent || !s.baselineDone)
     return { status: 'discard', reason: 'the baseline did not score: nothing to compare with', valBpb: null };
-  const j = judgeRuns(results, { experimentId: `experiment ${parent.n}`, commit: parent.commit, valBpb: scoreOf(parent) }, config.minImprovement, noiseNow(s), config.confirmZ);
+  const bar = { experimentId: `experiment ${parent.n}`, commit: parent.commit, valBpb: scoreOf(parent), runs: parent.runs.length };
+  const j = (s.rules ?? 1) >= 3
+    ? judgeSequential(results, bar, config.minImprovement, noiseNow(s), falseKeepOf(config))
+    : judgeRuns(results, bar, config.minImprovement, noiseNow(s), config.confirmZ);
   if (!x.rerun || j.status === 'crash') return j;
   return { status: 'discard', reason: `a rerun of experiment ${parent.n}: a sample of its noise, not a candidate`, valBpb: j.valBpb };
 }

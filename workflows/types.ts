@@ -41,8 +41,9 @@ export interface RunConfig {
   experimentsPerHistory?: number; // continue-as-new after this many experiments (default 100)
   temperature?: number; // the llm proposer's sampling temperature (recorded with each experiment)
   maxTokensPerCall?: number; // max_tokens of each chat-completions call
-  baselineRuns?: number; // the baseline is trained this many times, on different seeds, to measure the noise (CLI default 3)
-  confirmZ?: number; // a gain under confirmZ·σ is confirmed by another run before a keep (default 2; 0: never confirm)
+  baselineRuns?: number; // the baseline is trained this many times, on different seeds, to measure the noise (CLI default 5)
+  confirmZ?: number; // studies before --false-keep: a gain under confirmZ·σ is confirmed by another run (0: never confirm)
+  falseKeep?: number; // the rate of keeps a change that does nothing may get (default 0.01; 0: plain keep-if-better)
   verifyRuns?: number; // at the end, the baseline and the best are each trained this many times more (the verdict)
 }
 
@@ -192,6 +193,16 @@ export interface InFlight {
 }
 
 /** The answer of `status --json`, and of the workflow's status query (heartbeat filled by the CLI). */
+export interface Noise {
+  sigma: number;
+  runs: number;
+  dof?: number; // degrees of freedom of σ's estimate (studies before the sequential rule do not say)
+  low?: number; // σ's 95% interval
+  high?: number;
+  falseKeep?: number; // the rate a change that does nothing may be kept at (--false-keep)
+  expectedFalseKeeps?: number; // that rate times the candidates judged so far
+}
+
 export interface StatusView {
   tag: string;
   workflowId: string;
@@ -204,7 +215,7 @@ export interface StatusView {
   reason?: string; // why the run ended or is stopping
   recent: ExperimentRecord[]; // last few, newest last, without log tails
   warnings?: string[]; // e.g. a GPU worker that trains without the sandbox
-  noise?: { sigma: number; runs: number }; // σ of val_bpb between runs of one commit, from `runs` trainings
+  noise?: Noise; // σ of val_bpb between runs of one commit, from `runs` trainings
   verdict?: string; // the night's gain with its 95% interval, once verified
   stale?: { since: string; why: string }; // the CLI could not query the run: figures are from that time
 }
