@@ -128,8 +128,8 @@ export function falseKeepOf(config: Pick<RunConfig, 'falseKeep' | 'confirmZ'>): 
 }
 
 // Each of a candidate's looks (up to MAX_RUNS) may keep it, so one look spends part of the rate; the looks share
-// one bar and overlap, and the decision simulator measured a third of the rate a look to hold the whole under it.
-const LOOK_SHARE = 3;
+// one bar and overlap, and the decision simulator measured 1/3.5 of the rate a look to hold the whole under it.
+const LOOK_SHARE = 3.5;
 
 /**
  * A sequential test of the candidate against its parent. After each run the gain's t statistic (σ pooled from
@@ -153,14 +153,15 @@ export function judgeSequential(
   const scores = results.map((r) => r.metrics.val_bpb);
   const n = scores.length;
   const valBpb = scores.reduce((a, b) => a + b, 0) / n;
-  const sigma = sigmaOf(noise);
+  const pooled = withGroup(noise, scores.slice(1)); // its own runs after the first were not selected: they measure σ too
+  const sigma = sigmaOf(pooled);
   if (bar === null || sigma === null || sigma === 0 || falseKeep === 0)
     return decide({ ...results[0], metrics: { ...results[0].metrics, val_bpb: valBpb } }, bar, minImprovement);
   const gain = bar.valBpb - valBpb;
   const against = `${bar.valBpb.toFixed(6)} (${bar.experimentId}, ${bar.runs} run${bar.runs === 1 ? '' : 's'})`;
   if (gain <= Math.max(0, minImprovement)) return { status: 'discard', reason: `not better than ${against}`, valBpb };
-  const z = tAsZ(gain / (sigma * Math.sqrt(1 / n + 1 / bar.runs)), noise.dof);
-  const how = `gain ${gain.toFixed(6)} over ${n} run${n === 1 ? '' : 's'} = ${(gain / sigma).toFixed(2)}σ, z ${z.toFixed(2)} (σ ${sigma.toFixed(6)} on ${noise.dof} dof)`;
+  const z = tAsZ(gain / (sigma * Math.sqrt(1 / n + 1 / bar.runs)), pooled.dof);
+  const how = `gain ${gain.toFixed(6)} over ${n} run${n === 1 ? '' : 's'} = ${(gain / sigma).toFixed(2)}σ, z ${z.toFixed(2)} (σ ${sigma.toFixed(6)} on ${pooled.dof} dof)`;
   if (z >= zFor(falseKeep / LOOK_SHARE)) return { status: 'keep', reason: `improved on ${against}: ${how}`, valBpb };
   // σ's point estimate on this side: a discard only costs power, so it need not pay Student's t for few dof.
   const hopeless = gain + zFor(1 - POWER) * (sigma / Math.sqrt(n)) < DESIGN_GAIN * sigma;

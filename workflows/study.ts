@@ -230,10 +230,14 @@ export function whyEnding(config: RunConfig, s: Study, at: number): string | nul
   if (s.stop) return s.stop.reason;
   if (config.maxExperiments !== undefined && s.nextNumber >= config.maxExperiments)
     return `reached ${config.maxExperiments} experiments`;
-  if (config.untilMs !== undefined && at + config.timeoutMs > config.untilMs)
-    return `deadline ${new Date(config.untilMs).toISOString()} reached`;
+  if (pastDeadline(config, at)) return `deadline ${new Date(config.untilMs!).toISOString()} reached`;
   if (s.proposalsOver && s.ready.length === 0 && s.asking.length === 0) return s.proposalsOver;
   return null;
+}
+
+/** A training started now could not finish by --until. */
+function pastDeadline(config: RunConfig, at: number): boolean {
+  return config.untilMs !== undefined && at + config.timeoutMs > config.untilMs;
 }
 
 export function isTraining(e: Experiment): boolean {
@@ -673,9 +677,11 @@ function decide(config: RunConfig, s: Study, x: Experiment, at: number, out: Com
   const results = x.results as TrainingResult[];
   const stale = x.parent !== null && x.parent !== (best(s)?.commit ?? s.baseCommit);
   const ending = whyEnding(config, s, at);
+  // A confirmation is another training of an experiment, not a new one: from rules 3 only stop and --until end them.
+  const mayConfirm = (s.rules ?? 1) >= 3 ? !s.stop && !pastDeadline(config, at) : ending === null;
   let j = judge(config, s, x);
   let requeue = false;
-  if (j.status === 'confirm' && !stale && ending === null && x.child === 'running') {
+  if (j.status === 'confirm' && !stale && mayConfirm && x.child === 'running') {
     const seed = seedOf(config, x.n, x.seeds.length);
     x.seeds.push(seed);
     x.results.push(null);
