@@ -592,6 +592,26 @@ function divergedLines(records: ExperimentRecord[]): { key: string; section: str
   };
 }
 
+/** The near-misses: a `- near-misses:` line always, and their table (runs, mean, why) when there are any. */
+function nearMissLines(records: ExperimentRecord[]): { key: string; section: string[] } {
+  const misses = records.filter((r) => r.nearMiss);
+  if (misses.length === 0) return { key: '- near-misses: 0', section: [] };
+  return {
+    key: `- near-misses: ${misses.length} (${misses.map((r) => r.id).join(', ')})`,
+    section: [
+      '## Near-misses',
+      '',
+      'Beat their parent over more than one run, but not by enough to keep: leads for a later night (each commit',
+      'keeps its ref, `refs/autoresearch/<tag>/<experiment>`, and its row in results.jsonl says `"nearMiss": true`).',
+      '',
+      '| experiment | commit | val_bpb | runs | description | why not kept |',
+      '|---|---|---|---|---|---|',
+      ...misses.map((r) => `| ${r.id} | ${shortCommit(r)} | ${formatScore(r.valBpb!)} | ${r.runs?.length ?? 1} | ${cell(r.description)} | ${cell(r.reason)} |`),
+      '',
+    ],
+  };
+}
+
 /** `- noise:` from the records' σ; nothing for records written before runs were recorded. */
 function noiseLines(records: ExperimentRecord[]): string[] {
   const sigma = latestSigma(records);
@@ -699,6 +719,7 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
   const count = (s: ExperimentStatus) => records.filter((r) => r.status === s).length;
   const diverged = divergedLines(records);
   const ablation = ablationLines(morning.ablation ?? null, records);
+  const misses = nearMissLines(records);
   const lines = [
     `# autoresearch report: ${tag}`,
     '',
@@ -708,6 +729,7 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
     ...scoreLines(records),
     ...noiseLines(records),
     ...confirmationLines(records),
+    misses.key,
     diverged.key,
     ...timeLines(records),
     `- tokens: ${records.reduce((sum, r) => sum + (r.tokens || 0), 0)}`,
@@ -720,6 +742,7 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
     ...keptTable(records),
     '',
     ...ablation.section,
+    ...misses.section,
     ...diverged.section,
     '## Progress',
     '',

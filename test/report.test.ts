@@ -190,3 +190,13 @@ test('an empty results.jsonl is a clear error, and a summary of parallel lanes d
 async function readRecordsOf(dir: string): Promise<ExperimentRecord[]> {
   return (await readFile(join(resultsDir(dir, 'nov27'), 'results.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
 }
+
+test('near-misses are listed: a line with their ids, and a table with their runs and why they were not kept', () => {
+  const runs = [0.99, 0.995].map((valBpb, i) => ({ seed: i, valBpb, seconds: 300, worker: 'w', metrics: { val_bpb: valBpb } }));
+  const miss = { ...records[2], valBpb: 0.9925, runs, nearMiss: true, reason: 'near-miss: gain 0.0075 over 4 runs, undecided after 4 runs' };
+  const md = summaryMarkdown([...records.slice(0, 2), miss, ...records.slice(3)]);
+  assert.match(md, /^- near-misses: 1 \(nov27-2\)$/m);
+  assert.match(md.split('## Near-misses')[1], /^\| nov27-2 \| \w+ \| 0\.992500 \| 2 \| .* \| near-miss: gain 0\.0075 over 4 runs, undecided after 4 runs \|$/m);
+  assert.match(summaryMarkdown(records), /^- near-misses: 0$/m);
+  assert.ok(!summaryMarkdown(records).includes('## Near-misses'));
+});

@@ -6,6 +6,7 @@ export interface Decision {
   status: ExperimentStatus;
   reason: string;
   valBpb: number | null;
+  nearMiss?: boolean; // not kept, though its mean beat the bar after more than one run: a lead to recombine later
 }
 
 /** The result of a training that never ran (cancelled, no commit, its proposer or its workflow failed). */
@@ -165,8 +166,8 @@ export function judgeSequential(
   if (z >= zFor(falseKeep / LOOK_SHARE)) return { status: 'keep', reason: `improved on ${against}: ${how}`, valBpb };
   // σ's point estimate on this side: a discard only costs power, so it need not pay Student's t for few dof.
   const hopeless = gain + zFor(1 - POWER) * (sigma / Math.sqrt(n)) < DESIGN_GAIN * sigma;
-  if (hopeless) return { status: 'discard', reason: `within the noise: ${how} over ${against}`, valBpb };
+  if (hopeless) return { status: 'discard', reason: `within the noise: ${how} over ${against}`, valBpb, ...(n > 1 ? { nearMiss: true } : {}) };
   if (n >= MAX_RUNS)
-    return { status: 'discard', reason: `near-miss: ${how} over ${against}, undecided after ${n} runs`, valBpb };
+    return { status: 'discard', reason: `near-miss: ${how} over ${against}, undecided after ${n} runs`, valBpb, nearMiss: true };
   return { status: 'confirm', reason: `beat ${against}: ${how}, undecided: confirming`, valBpb };
 }

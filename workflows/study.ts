@@ -690,7 +690,7 @@ function decide(config: RunConfig, s: Study, x: Experiment, at: number, out: Com
     return false;
   }
   if (j.status === 'confirm' && !stale) {
-    j = { status: 'discard', reason: `${j.reason.replace(/: confirming$/, '')}; not confirmed: the study is ending`, valBpb: j.valBpb };
+    j = { status: 'discard', reason: `${j.reason.replace(/: confirming$/, '')}; not confirmed: the study is ending`, valBpb: j.valBpb, nearMiss: true };
   } else if ((j.status === 'keep' || j.status === 'confirm') && stale && x.proposal) {
     // A win on a parent that was overtaken while it trained: merged onto the new best and trained again.
     requeue = ending === null;
@@ -793,6 +793,7 @@ function rowOf(config: RunConfig, s: Study, x: Experiment, j: Judgement, at: num
         ? undefined
         : results.map((r, i) => ({ seed: x.seeds[i], valBpb: r.metrics.val_bpb ?? null, seconds: r.seconds, worker: r.worker, metrics: r.metrics })),
     confirmed: j.status === 'keep' && x.n > 0 && results.length > 1 ? true : undefined,
+    nearMiss: j.status === 'discard' && j.nearMiss && !x.rerun ? true : undefined,
     sigma: sigmaOf(noiseNow(s)) ?? undefined,
     startedAt: new Date(x.startedAt).toISOString(),
     finishedAt: new Date(at).toISOString(),

@@ -135,6 +135,7 @@ export interface ExperimentRecord {
   seed?: number; // AUTORESEARCH_SEED of its (first) training
   runs?: RunScore[]; // every training of it: the baseline's repeats, a confirmation; valBpb is their mean
   confirmed?: boolean; // kept after a confirmation run
+  nearMiss?: boolean; // discarded though its mean beat its parent over more than one run: a lead for a later night
   sigma?: number; // the run's noise estimate (σ of val_bpb) when this was decided
   startedAt: string;
   finishedAt: string;
