@@ -42,13 +42,14 @@ import { busyFraction, busyWithin, median, perSlotHour, slotGaps, type Training 
 import { HARNESS_PY, MIN_IMPROVEMENT, NOISE_SIGMA, NOISY_HARNESS_PY, TRAIN_PY, programFor, thinkingModel } from './bench/stand-ins';
 import { devServer, makeRepo } from './helpers';
 import { nightArbitrary, simulate } from './study-sim';
-import { CONTEXTS, EFFECTS, RULES, generator, nightMix, rates } from './decision-sim';
+import { CONTEXTS, EFFECTS, RULES, generator, nightMix, nights, rates } from './decision-sim';
 import { DEFAULT_FALSE_KEEP } from '../workflows/decide';
 
 const TIMEOUT_ALLOWANCE_S = 60; // a training's hard limit is T plus this: python start-up never times out
 const CLI_RUNS = 5; // each command's median is over this many runs
 const SIM_NIGHTS = 2_000;
 const DECISIONS = 10_000;
+const NIGHTS = 500;
 const NAMESPACE = 'default';
 
 interface Options {
@@ -409,6 +410,13 @@ function printDecisions(): void {
   for (const r of rows) {
     const at = (e: number) => r[2 + EFFECTS.indexOf(e)].split(' ')[0];
     console.log(`[${r[0]}; ${r[1]}] false_keep_rate: ${at(0)}  power_at_2sigma: ${at(2)}  extra_trainings_on_mix: ${r.at(-1)}`);
+  }
+  console.log(`\nnights of 80 experiments (baseline 5 runs, 77 changes that do nothing, one of 2σ, one of 5σ), ${NIGHTS} each:`);
+  for (const { name, rule } of RULES) {
+    const f = nights(rule(rate), NIGHTS, 5);
+    const kept = (g: number) => fixed(f.realKept[g] / f.nights, 2);
+    console.log(`[${name}] null_keeps_per_night: ${fixed(f.nullKeeps / f.nights, 2)}  2sigma_kept: ${kept(2)}  5sigma_kept: ${kept(5)}  ` +
+      `extra_trainings: ${fixed(f.extraTrainings / f.candidates, 3)}`);
   }
 }
 

@@ -3,7 +3,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { crashReason, decide, falseKeepOf, judgeRuns, judgeSequential, NO_NOISE, sigmaOf, withGroup, type Noise } from '../workflows/decide';
 import { difference, sigmaInterval, t975, tAsZ, upperTail, zFor } from '../workflows/stats';
-import { CONTEXTS, RULES, rates } from './decision-sim';
+import { CONTEXTS, RULES, nights, rates } from './decision-sim';
 import type { Best, TrainingResult } from '../workflows/types';
 
 function result(fields: Partial<TrainingResult> = {}): TrainingResult {
@@ -243,5 +243,11 @@ describe('the rule\'s operating characteristics, measured by the decision simula
     const r = rates(5, CONTEXTS[2], sequential.rule(0.01), DECISIONS, 17);
     assert.ok(r.keeps / r.decisions > 0.99, `${r.keeps} of ${r.decisions}`);
     assert.ok(r.runs / r.decisions < 1.2, `${r.runs / r.decisions} trainings a decision`);
+  });
+
+  test('a night of 80 experiments keeps at most one change that does nothing, on average, and a 5σ gain nine times in ten', () => {
+    const night = nights(sequential.rule(0.01), 300, 5);
+    assert.ok(night.nullKeeps / night.nights <= 1, `${night.nullKeeps} null keeps in ${night.nights} nights`);
+    assert.ok(night.realKept[5] / night.nights >= 0.9, `5σ kept in ${night.realKept[5]} of ${night.nights} nights`);
   });
 });

@@ -90,3 +90,49 @@ export function nightMix(random: () => number): () => number {
     return u < 0.4 ? 0 : u < 0.85 ? -4 * size : 3 * size;
   };
 }
+
+export interface NightFigures {
+  nights: number;
+  nullKeeps: number; // over all nights
+  realKept: Record<number, number>; // by true gain: nights that kept it
+  extraTrainings: number; // trainings beyond one a candidate, over all nights
+  candidates: number;
+}
+
+/**
+ * Nights in miniature, as the study decides them: a baseline of `baselineRuns`, then `changes` candidates in
+ * turn against the current best (its own runs are the bar, winner's curse and all), σ pooled from the unselected
+ * runs (the baseline's, and every candidate's runs after its first). All changes do nothing but `real`, placed
+ * at even intervals, each worth its gain in σ.
+ */
+export function nights(rule: Rule, count: number, seed: number, changes = 79, real = [2, 5], baselineRuns = 5): NightFigures {
+  const random = generator(seed);
+  const out: NightFigures = { nights: count, nullKeeps: 0, realKept: Object.fromEntries(real.map((g) => [g, 0])), extraTrainings: 0, candidates: 0 };
+  for (let k = 0; k < count; k++) {
+    let truth = 0; // the best's true score
+    let barRuns = Array.from({ length: baselineRuns }, () => gaussian(random));
+    let noise = withGroup(NO_NOISE, barRuns);
+    for (let i = 0; i < changes; i++) {
+      const at = real.findIndex((_, r) => i === Math.floor(((r + 1) * changes) / (real.length + 1)));
+      const gain = at >= 0 ? real[at] : 0;
+      const bar = { experimentId: 'best', commit: 'best', valBpb: barRuns.reduce((a, b) => a + b, 0) / barRuns.length, runs: barRuns.length };
+      const results: TrainingResult[] = [];
+      let j: Judgement;
+      do {
+        results.push(run(truth - gain + gaussian(random)));
+        j = rule(results, bar, noise);
+      } while (j.status === 'confirm');
+      const scores = results.map((r) => r.metrics.val_bpb);
+      out.candidates++;
+      out.extraTrainings += scores.length - 1;
+      if (j.status === 'keep') {
+        if (gain === 0) out.nullKeeps++;
+        else out.realKept[gain]++;
+        truth -= gain;
+        barRuns = scores;
+      }
+      noise = withGroup(noise, scores.slice(1));
+    }
+  }
+  return out;
+}
