@@ -1,5 +1,5 @@
 """
-Tiny byte-level language model, trained for a fixed wall-clock budget.
+Tiny byte-level language model, trained for a fixed budget of its own CPU time.
 
 This is the file the agent edits. The model is a Bengio-style MLP language
 model: embed each of the last CONTEXT bytes, concatenate the embeddings, pass
@@ -8,6 +8,9 @@ over 256 values. Forward and backward passes are written by hand in numpy,
 optimised with AdamW, everything in float32. No torch, no GPU.
 
     python train.py        # AUTORESEARCH_TIME_BUDGET seconds of training; saves model.npz
+
+The budget is this process's CPU time, not the wall clock: two trainings side by side on two cores, or a
+busy host, must not make a change look better or worse by the steps it happened to get.
 
 The training never sees the validation split. The harness scores the saved
 model afterwards: it runs this same command again with the evaluation's pipes
@@ -164,7 +167,7 @@ adam_v = {k: np.zeros_like(v) for k, v in params.items()}
 
 
 def lr_at(progress):
-    # The budget is wall clock, so the schedule is too: progress is in [0, 1].
+    # The schedule follows the budget (CPU seconds): progress is in [0, 1].
     if progress < WARMUP_FRAC:
         return LEARNING_RATE * progress / WARMUP_FRAC
     decay = (progress - WARMUP_FRAC) / max(1.0 - WARMUP_FRAC, 1e-9)
@@ -194,8 +197,9 @@ step = 0
 smooth_loss = 0.0
 last_print = 0.0
 t_train = time.time()
+cpu_start = time.process_time()
 while True:
-    elapsed = time.time() - t_train
+    elapsed = time.process_time() - cpu_start
     if elapsed >= time_budget:
         break
     t0 = time.time()
@@ -218,7 +222,7 @@ while True:
     if now - last_print >= 0.5:
         last_print = now
         shown = smooth_loss / (1.0 - 0.95**step)
-        pct = 100.0 * min(now / time_budget, 1.0)
+        pct = 100.0 * min((time.process_time() - cpu_start) / time_budget, 1.0)
         print(
             f"step {step:05d} ({pct:.1f}%) | loss: {shown:.6f} | "
             f"lr: {lr:.5f} | dt: {dt * 1000:.0f}ms",
