@@ -124,8 +124,10 @@ describe('mistakes caught before reaching the server', () => {
     await expectOneLine([...start, '--temperature', '2.5'], /--temperature: "2.5" is not a number from 0 to 2/, llm);
     await expectOneLine([...start, '--llm-max-tokens', '0'], /--llm-max-tokens: "0" is not a whole number ≥ 1/, llm);
     await expectOneLine([...start, '--proposer', 'sweep', '--temperature', '0.7'], /--temperature applies to the llm proposer only \(this run uses sweep\)/);
+    await expectOneLine([...start, '--false-keep', '0.7'], /--false-keep: "0.7" is not a number from 0 to 0.5/);
+    await expectOneLine([...start, '--false-keep', '0.01', '--confirm-z', '2'], /--false-keep replaces --confirm-z: give one of them/);
     // Valid values get past validation, as far as the (unreachable) server.
-    const valid = ['--ahead', '0', '--max-proposer-failures', '3', '--history-size', '10', '--temperature', '0', '--llm-max-tokens', '800'];
+    const valid = ['--ahead', '0', '--max-proposer-failures', '3', '--history-size', '10', '--temperature', '0', '--llm-max-tokens', '800', '--false-keep', '0.05'];
     await expectOneLine([...start, ...valid], /cannot reach the Temporal server/, llm);
   });
 

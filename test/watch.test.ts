@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tsvRow } from '../activities/results';
-import { bar, renderWatch } from '../scripts/watch';
+import { bar, noiseLine, renderWatch } from '../scripts/watch';
 import type { ExperimentRecord, StatusView } from '../workflows/types';
 
 const record = (n: number, status: ExperimentRecord['status'], valBpb: number | null, description: string): ExperimentRecord => ({
@@ -154,4 +154,11 @@ test('a stale view says so right under the state: since when, how long ago, and 
   assert.match(lines[1], /^state: +running$/);
   assert.equal(lines[2], `stale:        since 23:00:00 (4m12s ago): ${why}`);
   assert.doesNotMatch(renderWatch(running, 200, now), /stale/);
+});
+
+test('the noise line: σ with its 95% interval and degrees of freedom, and the false keeps the night can expect', () => {
+  const noise = { sigma: 0.001, runs: 12, dof: 8, low: 0.000675, high: 0.001916, falseKeep: 0.01, expectedFalseKeeps: 0.37 };
+  assert.equal(noiseLine(noise), 'σ 0.001000 val_bpb between runs of one commit (12 trainings, 95% 0.000675–0.001916, 8 dof); ' +
+    'false keeps expected: 0.37 (--false-keep 0.01)');
+  assert.equal(noiseLine({ sigma: 0.001, runs: 3 }), 'σ 0.001000 val_bpb between runs of one commit (3 trainings)', 'a study before the sequential rule');
 });
