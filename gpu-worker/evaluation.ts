@@ -5,12 +5,12 @@
 // candidate's. They talk through two pipes, so no code of the candidate runs where the validation
 // bytes are, and nothing it printed or patched in its own memory reaches the score.
 import { execFile } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runCommand, type RunOutcome } from './runner';
 import type { BoxRequest } from './sandbox';
-import { materialize, newScratch } from './scratch';
+import { materialize, newScratch, removeScratch } from './scratch';
 import { parseSummary } from './summary';
 
 export const QUERIES_ENV = 'AUTORESEARCH_EVAL_QUERIES'; // pipe: the scorer's queries, to the model
@@ -53,7 +53,9 @@ export async function evaluate(plan: EvalPlan): Promise<Evaluation> {
     const harness = join(work, 'harness');
     const channel = join(work, 'channel');
     await Promise.all([mkdir(harness), mkdir(channel)]);
-    await materialize(plan.scratch, plan.harness, { files: {} }, harness, plan.beat);
+    const uncopied = await materialize(plan.scratch, plan.harness, { files: {} }, harness, plan.beat);
+    const seconds = () => (Date.now() - started) / 1000;
+    if (uncopied) return { problem: `evaluation failed: tampered harness: ${uncopied}`, tail: '', seconds: seconds() };
     const pipes = { [QUERIES_ENV]: join(channel, 'queries'), [ANSWERS_ENV]: join(channel, 'answers') };
     await promisify(execFile)('mkfifo', ['-m', '600', ...Object.values(pipes)]);
     const env = { ...plan.env, ...pipes };
@@ -62,9 +64,9 @@ export async function evaluate(plan: EvalPlan): Promise<Evaluation> {
       plan.box({ scratch: harness, readOnlyScratch: true, validation: 'shown', channel, env }),
     ]);
     const [server, scorer] = await runBoth(plan, env, harness, boxes ?? [undefined, undefined]);
-    return { ...judge(plan, server, scorer), seconds: (Date.now() - started) / 1000 };
+    return { ...judge(plan, server, scorer), seconds: seconds() };
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await removeScratch(work);
   }
 }
 

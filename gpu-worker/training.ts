@@ -5,16 +5,16 @@
 // refuses, are results, never exceptions.
 import { Context } from '@temporalio/activity';
 import { execFile } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
 import { CONFIG_FILE, PROGRAM_FILE, type Heartbeat, type TrainingInput, type TrainingResult } from '../workflows/types';
 import { evaluate, type BoxFor, type Evaluation } from './evaluation';
+import { boxFiles } from './files';
 import { runCommand, type RunOutcome } from './runner';
 import { BOX_HOME, bwrapArgs, findBwrap, planBox, type BoxRequest } from './sandbox';
-import { materialize, newScratch, SCRATCH_ROOT } from './scratch';
+import { materialize, newScratch, removeScratch, SCRATCH_ROOT } from './scratch';
 import { parseProgress, parseSummary, type Summary } from './summary';
 
 const HEARTBEAT_EVERY_MS = 5_000; // well inside the workflow's 30 s heartbeat timeout, in every phase
@@ -83,13 +83,18 @@ export function refusal(input: Pick<TrainingInput, 'files' | 'timeoutMs' | 'budg
   return null;
 }
 
-async function digestOf(dir: string, paths: string[], editable: string[]): Promise<string> {
+type Digested = { digest: string } | { tampered: string };
+
+/** The harness digest of what is in `dir`, or why one of its harness files cannot be read (a FIFO, a link...). */
+async function digestOf(dir: string, paths: string[], editable: string[]): Promise<Digested> {
+  const read = boxFiles(dir);
   const entries = [];
   for (const path of paths.filter((p) => isHarnessPath(p, editable))) {
-    const content = await readFile(`${dir}/${path}`).catch(() => Buffer.from(`missing ${path}`));
-    entries.push({ path, blob: gitBlobId(content) });
+    const file = await read(path);
+    if (file.kind === 'refused') return { tampered: `tampered harness: ${file.why}` };
+    entries.push({ path, blob: gitBlobId(file.kind === 'file' ? file.content : Buffer.from(`missing ${path}`)) });
   }
-  return harnessDigest(entries, editable);
+  return { digest: harnessDigest(entries, editable) };
 }
 
 /**
@@ -148,10 +153,13 @@ async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult
     if (refused) return result({ problem: `refused: ${refused}` });
     const dir = await newScratch(input.experimentId, slot.scratchRoot);
     try {
-      await materialize(slot.checkout, paths, input, dir, hb.beat);
+      const uncopied = await materialize(slot.checkout, paths, input, dir, hb.beat);
+      if (uncopied) {
+        return result({ problem: `the checkout of ${slot.name} (${slot.checkout}) cannot be copied: ${uncopied}` });
+      }
       return result(await trainAndScore(slot, input, { dir, paths }, hb));
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await removeScratch(dir);
     }
   } finally {
     hb.stop();
@@ -167,8 +175,12 @@ async function trainAndScore(
 ): Promise<Partial<TrainingResult>> {
   const { dir, paths } = scratch;
   const editable = Object.keys(input.files);
-  const harnessChanged = async () => (await digestOf(dir, paths, editable)) !== input.harnessDigest;
-  if (await harnessChanged()) return { problem: harnessMismatch(slot) };
+  const harnessProblem = async (changed: string) => {
+    const found = await digestOf(dir, paths, editable);
+    return 'tampered' in found ? found.tampered : found.digest === input.harnessDigest ? null : changed;
+  };
+  const stale = await harnessProblem(harnessMismatch(slot));
+  if (stale) return { problem: stale };
   const declared = await declaredEvaluation(dir);
   if ('problem' in declared) return { problem: declared.problem };
   const outcome = await runBoxed(slot, input, dir, hb, declared.scorer ? 'hidden' : 'shown');
@@ -176,7 +188,8 @@ async function trainAndScore(
   const { exitCode, timedOut, seconds } = outcome;
   const logTail = outcome.tail.slice(-LOG_TAIL_CHARS);
   const fields = { exitCode, timedOut, seconds, metrics: summary.metrics, logTail };
-  if (await harnessChanged()) return { ...fields, metrics: {}, problem: HARNESS_MODIFIED };
+  const modified = await harnessProblem(HARNESS_MODIFIED);
+  if (modified) return { ...fields, metrics: {}, problem: modified };
   if (!declared.scorer) return summary.nonFinite.includes('val_bpb') ? { ...fields, problem: NOT_FINITE } : fields;
   if (exitCode !== 0 || timedOut) return fields; // a crash as it is: nothing to score
   const ctx = Context.current();
@@ -200,7 +213,8 @@ function harnessMismatch(slot: Slot): string {
  * none: a repo laid out like the original evaluates inside its training, whose printed score stands.
  */
 async function declaredEvaluation(dir: string): Promise<{ scorer: string | null } | { problem: string }> {
-  const text = await readFile(join(dir, CONFIG_FILE), 'utf8').catch(() => null);
+  const file = await boxFiles(dir)(CONFIG_FILE); // after the harness check: a regular file, or missing
+  const text = file.kind === 'file' ? file.content.toString('utf8') : null;
   let declared: unknown;
   try {
     declared = text === null ? undefined : (JSON.parse(text) as { evaluate?: unknown }).evaluate;

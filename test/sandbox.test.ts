@@ -6,14 +6,14 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
 import { BOX_HOME, bwrapArgs, ensureBubblewrap, findBwrap, planBox, venvBase, type Box } from '../gpu-worker/sandbox';
-import { materialize, sweepScratch, workerScratch } from '../gpu-worker/scratch';
+import { materialize, newScratch, sweepScratch, workerScratch } from '../gpu-worker/scratch';
 import { createTrainingActivities, type Slot } from '../gpu-worker/training';
 import { initRepo } from '../scripts/init';
 import { pythonEnv } from '../scripts/provision';
@@ -23,6 +23,14 @@ import { ROOT, cli, gitIn, makeRepo } from './helpers';
 const SUMMARY = 'print("---"); print("val_bpb:          1.000000")';
 const OUTSIDE_TMP = '/var/tmp'; // where a fixture must not be hidden by the box's private /tmp alone
 const FAKE_KEYS = { OPENAI_API_KEY: 'sk-planted-openai-4f2a9c', TEMPORAL_API_KEY: 'planted-temporal-key-77d1e0' };
+
+const NOBODY = 65534; // the unprivileged user: root removes a chmod-000 folder as if it were not locked
+
+/** `code` run by node, as nobody, in this project (its modules load through tsx). */
+function asNobody(code: string) {
+  const args = [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, '--import', 'tsx', '-e', code];
+  return spawnSync('setpriv', args, { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+}
 
 function scratchDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `autoresearch-${prefix}-`));
@@ -316,6 +324,32 @@ except OSError as e:
     assert.ok(await until(() => processesWith(marker).length === 0, 3_000), `left running: ${processesWith(marker).join('; ')}`);
   });
 
+  // Before the worker read what a box left with lstat, the first hung the activity forever and the
+  // second grew the worker to gigabytes: each has a timeout so that a regression fails, not hangs.
+  test('a harness file replaced by a FIFO is a crash naming it, returned at once, boxed or not', { timeout: 60_000 }, async () => {
+    const probe = `rm prepare.py && mkfifo prepare.py && echo "attempt fifo: $(stat -c %F prepare.py)"; python -c '${SUMMARY}'`;
+    for (const sandbox of [true, false]) {
+      const { result, started, ended } = await trainOnce({ ...slot, sandbox }, inputFor(checkout, probe));
+      assert.equal(report(result).fifo, 'fifo', 'the probe made its FIFO where prepare.py was');
+      assert.equal(result.problem, 'tampered harness: prepare.py is a FIFO', `sandbox ${sandbox}`);
+      assert.equal(result.exitCode, 0, 'the command itself succeeded: the worker judged what it left');
+      assert.deepEqual(result.metrics, {}, 'its printed val_bpb is not kept');
+      assert.ok(ended - started < 10_000, `the result came after ${ended - started} ms`);
+    }
+  });
+
+  test("a harness file replaced by a link to /dev/zero is a crash naming it; the worker's memory stays flat", { timeout: 60_000 }, async () => {
+    const probe = `ln -sf /dev/zero prepare.py && echo "attempt link: $(readlink prepare.py)"; python -c '${SUMMARY}'`;
+    const rss = process.memoryUsage().rss;
+    const { result, started, ended } = await trainOnce(slot, inputFor(checkout, probe));
+    const grown = process.memoryUsage().rss - rss;
+    assert.equal(report(result).link, '/dev/zero', 'the probe made its link');
+    assert.equal(result.problem, 'tampered harness: prepare.py is a symbolic link');
+    assert.deepEqual(result.metrics, {});
+    assert.ok(ended - started < 10_000, `the result came after ${ended - started} ms`);
+    assert.ok(grown < 64 << 20, `the worker's RSS grew ${(grown / 2 ** 20).toFixed(1)} MiB`);
+  });
+
   test('what a training activity asks is checked: paths outside the editable set are refused as results, never run', async () => {
     const base = inputFor(checkout, 'touch ran; python -c \'print("---"); print("val_bpb: 1.0")\'');
     const cases: [Record<string, string>, RegExp][] = [
@@ -465,7 +499,7 @@ describe('planBox on this host', () => {
 describe('scratch directories', () => {
   test('a worker start sweeps the scratch of workers that are gone (or whose pid now names another process), never a live one', async () => {
     const root = scratchDir('scratch-root');
-    const live = workerScratch(root);
+    const live = await workerScratch(root);
     const dead = join(root, `worker-${spawnSync('true').pid}-${Date.now()}`);
     const reused = join(root, `worker-${process.pid}-1`); // our pid, another start time: a dead worker's pid reused
     for (const dir of [live, dead, reused]) {
@@ -476,6 +510,54 @@ describe('scratch directories', () => {
     assert.deepEqual(swept.sort(), [dead, reused].sort());
     assert.ok(existsSync(join(live, 'exp-1-abc', 'train.py')), "this worker's own scratch stays");
     assert.deepEqual(readdirSync(root), [live.split('/').at(-1)]);
+  });
+
+  test("a worker's scratch folder has a name nobody can guess, under a root only its user can enter; a root that is a link is refused", async () => {
+    const root = join(scratchDir('scratch-root'), 'scratch');
+    const mine = await workerScratch(root);
+    assert.match(mine, new RegExp(`^${root}/worker-${process.pid}-\\d+-\\w{6}$`));
+    assert.equal(await workerScratch(root), mine, 'one folder per worker process');
+    assert.equal(lstatSync(root).mode & 0o777, 0o700);
+    const elsewhere = scratchDir('elsewhere');
+    const linked = join(dirname(root), 'linked');
+    symlinkSync(elsewhere, linked);
+    await assert.rejects(newScratch('exp-1', linked), { message: `the scratch root ${linked} is not a folder of this user's` });
+    const warnings: string[] = [];
+    assert.deepEqual(await sweepScratch(linked, (l) => warnings.push(l)), []);
+    assert.deepEqual(warnings, [`the scratch root ${linked} is not a folder of this user's: nothing swept`]);
+    assert.deepEqual(readdirSync(elsewhere), [], 'nothing was made through the link');
+  });
+
+  test('a dead worker\'s folders its trainings locked (chmod 000) are unlocked and swept by a worker that is not root, links never followed', async (t) => {
+    const base = scratchDir('locked');
+    t.after(() => rmSync(base, { recursive: true, force: true }));
+    chmodSync(base, 0o755); // nobody must get in
+    const root = join(base, 'scratch');
+    const dead = spawnSync('true').pid;
+    const locked = join(root, `worker-${dead}-1-AbC123`, 'autoresearch-exp-1-abc', 'locked');
+    const stuck = join(root, `worker-${dead}-2-XyZ789`, 'autoresearch-exp-2-abc', 'stuck');
+    const outside = join(base, 'outside');
+    for (const dir of [join(locked, 'inner'), stuck, outside]) mkdirSync(dir, { recursive: true });
+    for (const dir of [join(locked, 'inner'), stuck, outside]) writeFileSync(join(dir, 'f.txt'), 'x\n');
+    symlinkSync(outside, join(locked, 'escape'));
+    spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, root, outside]);
+    spawnSync('chown', ['-R', 'root:root', stuck]); // not the worker's: it cannot unlock this one
+    for (const dir of [join(locked, 'inner'), locked, stuck]) chmodSync(dir, 0);
+    chmodSync(outside, 0o500);
+
+    const plainRm = asNobody(`require('node:fs/promises').rm(${JSON.stringify(dirname(dirname(locked)))}, { recursive: true, force: true })`);
+    assert.match(plainRm.stderr, /EACCES/, 'the sweep as it was (rm -r) fails on the locked folder: the fixture locks');
+    const started = Date.now();
+    const sweep = asNobody(`require('./gpu-worker/scratch').sweepScratch(${JSON.stringify(root)}, (l) => console.log('warning: ' + l))
+      .then((swept) => console.log('swept: ' + JSON.stringify(swept)))`);
+    assert.equal(sweep.status, 0, sweep.stderr);
+    const said = sweep.stdout.trim().split('\n');
+    assert.equal(said.at(-1), `swept: ${JSON.stringify([dirname(dirname(locked))])}`, sweep.stdout);
+    assert.match(said[0], new RegExp(`^warning: could not remove the scratch folder ${dirname(dirname(stuck))}: EACCES`));
+    assert.equal(said.length, 2, 'one warning, for the folder it could not unlock, and the sweep went on');
+    assert.ok(Date.now() - started < 10_000);
+    assert.equal(lstatSync(outside).mode & 0o777, 0o500, 'the folder a link pointed to kept its mode');
+    assert.equal(readFileSync(join(outside, 'f.txt'), 'utf8'), 'x\n', 'and its file');
   });
 
   test('materialize copies the tracked files with their modes, writes the editable files over them, and reports progress as it goes', async (t) => {
