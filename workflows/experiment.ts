@@ -9,7 +9,9 @@ import {
   defineSignal,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
@@ -38,6 +40,13 @@ export const control = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30 seconds', // git and file appends; a worker killed mid-way is retried this soon
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
+
+/** Reading a commit's files is a git read on the control worker that runs this workflow: local, so no queue round trip. */
+const local = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
+const LOCAL_READ = 'local-read'; // histories without it read the files with an ordinary activity
 
 export interface ExperimentInput {
   config: RunConfig;
@@ -79,7 +88,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Decide
   // Idempotent by seed: the study sends a repeat again when it cannot tell whether the first one arrived.
   setHandler(repeatSignal, ({ seed }) => void (seeds.includes(seed) || seeds.push(seed)));
   upsertSearchAttributes([{ key: EXPERIMENT_STATUS, value: 'training' }]);
-  const files = input.files ?? (await control.readEditable(input.config, input.label));
+  const reader = patched(LOCAL_READ) ? local : control; // the read is on the path from a free slot to a busy one
+  const files = input.files ?? (await reader.readEditable(input.config, input.label));
 
   // A training needs the candidate's files, not its commit: it starts at once while the experiment's own
   // commit (its Experiment-Id) is written, which takes that step off the path from a free slot to a busy one.
