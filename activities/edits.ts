@@ -479,7 +479,7 @@ export function checkerPython(): Checker {
 function findChecker(): Checker {
   const candidates = [PROVISIONED_PYTHON, 'python3'].filter((p) => p === 'python3' || existsSync(p));
   const works = (python: string, code: string) =>
-    spawnSync(python, ['-c', code], { timeout: CHECK_TIMEOUT_MS }).status === 0;
+    spawnSync(python, ['-I', '-c', code], { timeout: CHECK_TIMEOUT_MS }).status === 0;
   const withFlakes = candidates.find((p) => works(p, 'import pyflakes'));
   const python = withFlakes ?? candidates.find((p) => works(p, 'pass'));
   if (python === undefined) {
@@ -518,7 +518,7 @@ function runChecker(path: string, source: string): Promise<CheckResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(
       checker.python,
-      ['-c', CHECKER, path],
+      ['-I', '-c', CHECKER, path], // isolated: no PYTHON* variables, user site or current folder on its path
       { encoding: 'utf8', timeout: CHECK_TIMEOUT_MS },
       (err, stdout, stderr) => {
         if (err) reject(new Error(`the Python checker failed (${stderr.trim().split('\n').at(-1) || err.message})`));

@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runCommand, type RunOutcome } from './runner';
-import type { BoxRequest } from './sandbox';
+import { handToBox, type BoxRequest } from './sandbox';
 import { materialize, newScratch, removeScratch } from './scratch';
 import { parseSummary } from './summary';
 
@@ -20,7 +20,7 @@ export const ANSWERS_ENV = 'AUTORESEARCH_EVAL_ANSWERS'; // pipe: the model's ans
 const SCORER_GRACE_MS = 2_000;
 const PART_TAIL_CHARS = 2_000; // of each process's output in the log tail of a failed evaluation
 
-/** What the evaluation's boxes differ in; null runs both unconfined (--no-sandbox). */
+/** What the evaluation's boxes differ in (under --no-sandbox: only the limits). */
 export type BoxFor = (req: Pick<BoxRequest, 'scratch' | 'readOnlyScratch' | 'validation' | 'channel' | 'env'>) =>
   Promise<string[]>;
 
@@ -34,7 +34,7 @@ export interface EvalPlan {
   env: Record<string, string>; // the training's environment; the pipes are added
   timeoutMs: number; // for both processes together
   signal: AbortSignal; // the activity's cancellation: both boxes die
-  box: BoxFor | null;
+  box: BoxFor; // what each process runs inside: its box and limits
   beat: () => void; // heartbeats while the harness is copied
 }
 
@@ -58,12 +58,13 @@ export async function evaluate(plan: EvalPlan): Promise<Evaluation> {
     if (uncopied) return { problem: `evaluation failed: tampered harness: ${uncopied}`, tail: '', seconds: seconds() };
     const pipes = { [QUERIES_ENV]: join(channel, 'queries'), [ANSWERS_ENV]: join(channel, 'answers') };
     await promisify(execFile)('mkfifo', ['-m', '600', ...Object.values(pipes)]);
+    await handToBox(work);
     const env = { ...plan.env, ...pipes };
-    const boxes = plan.box && await Promise.all([
+    const boxes = await Promise.all([
       plan.box({ scratch: plan.scratch, readOnlyScratch: true, validation: 'hidden', channel, env }),
       plan.box({ scratch: harness, readOnlyScratch: true, validation: 'shown', channel, env }),
     ]);
-    const [server, scorer] = await runBoth(plan, env, harness, boxes ?? [undefined, undefined]);
+    const [server, scorer] = await runBoth(plan, env, harness, boxes);
     return { ...judge(plan, server, scorer), seconds: seconds() };
   } finally {
     await removeScratch(work);

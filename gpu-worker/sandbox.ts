@@ -1,9 +1,11 @@
 // The box every training runs in: bubblewrap (`bwrap`, the sandbox under Flatpak). Proposed code is
 // untrusted: in the box it sees only its own processes, reads the host but writes only its scratch
 // copy and a private /tmp, finds an empty HOME, no keys, no checkout, no other slot, and no network
-// unless the worker allows it. We defend against mistakes and naive cheating, not a kernel exploit.
+// unless the worker allows it. A worker running as root starts its boxes as an unprivileged user.
+// We defend against mistakes and hostile code, not a kernel exploit.
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,6 +15,10 @@ export const SANDBOX_PACKAGE = 'bubblewrap'; // the distribution package that sh
 // Under the cache: every validation split of a target that declares `evaluate`. Its training and the
 // model answering the evaluation find it empty; only the harness's scorer sees it.
 export const VALIDATION_DIR = 'validation';
+// Who a training runs as when the worker is root: nobody, with no capabilities and no way back.
+export const BOX_UID = 65534;
+// What a box shows of the host's root (read-only): the system folders, never /run, /var, /home, /root or /mnt.
+const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt', '/sys', '/nix'];
 const PROBE_TIMEOUT_MS = 10_000; // a box that cannot start `true` in this time does not work here
 const GPU_DEVICES = /^(nvidia|dri$)/; // /dev entries CUDA (and DRM) need inside the box
 const execFileAsync = promisify(execFile);
@@ -21,10 +27,13 @@ type Log = (line: string) => void;
 
 /** What a box shows of the host: everything read-only, except as said here. */
 export interface Box {
+  system: (string | [link: string, target: string])[]; // the host's system folders, or the links that stand for them
+  user?: { uid: number; setpriv: string }; // when the worker is root: the box drops to this user before the command
   scratch: string; // the one writable tree of the host, at its own path; the command starts there
   readOnlyScratch?: boolean; // the evaluation's boxes: they read what the training left and change nothing
   hide: string[]; // paths replaced by an empty read-only directory (HOME, checkout, other scratch dirs, validation...)
   private: string[]; // empty writable directories of the box's own, in memory (/tmp, its HOME)
+  tmpfsBytes?: number; // how much each of those (and /dev/shm) may hold
   readOnly: string[]; // paths shown again, read-only, where a hidden path covers them (python env, data)
   aliases: [from: string, to: string][]; // host paths shown read-only at another place too
   devices: string[]; // device nodes passed through (GPUs)
@@ -62,28 +71,90 @@ function mountsOf(box: Box): Mount[] {
   });
 }
 
+/**
+ * The folders to make, traversable by anyone, between an empty directory and a path shown inside it:
+ * bwrap makes them 0700 and root's, which the box's user could not enter.
+ */
+function foldersTo(m: Mount, earlier: Mount[]): string[] {
+  const enclosing = earlier.filter((e) => e.dest !== m.dest && within(m.dest, e.dest)).at(-1);
+  if (!empty(enclosing) || m.kind === 'hide') return [];
+  const parts = m.dest.slice(enclosing!.dest.length + 1).split('/').slice(0, -1);
+  return parts.map((_, i) => `${enclosing!.dest}/${parts.slice(0, i + 1).join('/')}`);
+}
+
 /** bwrap's arguments for a box: everything it runs is confined as the README's "The sandbox" says. */
 export function bwrapArgs(box: Box): string[] {
   const mounts = mountsOf(box);
   const flag = (m: Mount) => (m.kind === 'rw' && box.readOnlyScratch ? FLAG.ro : FLAG[m.kind]);
+  const asUser = box.user !== undefined;
+  const shared = [
+    ...(asUser ? ['--perms', '1777'] : []), // root made these tmpfs; the box's user writes them
+    ...(box.tmpfsBytes ? ['--size', String(box.tmpfsBytes)] : []),
+  ];
+  const made = new Set(mounts.map((m) => m.dest));
+  const fresh = (dir: string) => !made.has(dir) && Boolean(made.add(dir));
   return [
-    '--unshare-all', // pid, ipc, uts, mount, network (and cgroup where possible)
+    // pid, ipc, uts, mount, network (and cgroup where possible). Not a user namespace when root starts
+    // the box: its uid would map to the host's root, who owns /etc/shadow and /proc/sys.
+    ...(asUser ? ['--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try'] : ['--unshare-all']),
     ...(box.network ? ['--share-net'] : []),
     '--die-with-parent', // on top of the guard: the box dies with the process that started it
     '--new-session', // no TIOCSTI into the worker's terminal
     '--cap-drop', 'ALL', // root keeps its capabilities in bwrap otherwise, and could unmount what hides
-    '--ro-bind', '/', '/',
+    ...(asUser ? ['--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID', '--cap-add', 'CAP_SETPCAP'] : []), // for setpriv, once
+    ...box.system.flatMap((s) => (typeof s === 'string' ? ['--ro-bind', s, s] : ['--symlink', s[1], s[0]])),
     '--proc', '/proc', // a new procfs: only the box's own processes, so no other environment to read
+    '--ro-bind', '/proc/sys', '/proc/sys', // no kernel settings (core_pattern is a way to root on the host)
     '--dev', '/dev',
-    '--tmpfs', '/dev/shm',
+    ...shared, '--tmpfs', '/dev/shm',
     ...box.devices.flatMap((d) => ['--dev-bind', d, d]),
-    ...mounts.flatMap((m) => (empty(m) ? [FLAG[m.kind], m.dest] : [flag(m), m.src, m.dest])),
+    ...mounts.flatMap((m, i) => [
+      ...foldersTo(m, mounts.slice(0, i)).filter(fresh).flatMap((dir) => ['--perms', '0755', '--dir', dir]),
+      ...(m.kind === 'private' ? [...shared, FLAG.private, m.dest] : empty(m) ? [FLAG[m.kind], m.dest] : [flag(m), m.src, m.dest]),
+    ]),
     // last: bwrap makes the mount points of what is shown inside a hidden directory while it is writable
     ...mounts.flatMap((m) => (m.kind === 'hide' ? ['--remount-ro', m.dest] : [])),
     '--chdir', box.scratch,
     '--clearenv',
     ...Object.entries(box.env).flatMap(([key, value]) => ['--setenv', key, value]),
+    ...(box.user ? dropTo(box.user) : []),
   ];
+}
+
+/** The command's prefix that makes root the box's user for good: no groups, capabilities or setuid way back. */
+function dropTo({ uid, setpriv }: NonNullable<Box['user']>): string[] {
+  return [setpriv, '--reuid', String(uid), '--regid', String(uid), '--clear-groups', '--no-new-privs',
+    '--inh-caps=-all', '--bounding-set=-all', '--'];
+}
+
+/** The host's system folders as a box shows them: real folders bound, merged-/usr links made again. */
+export function systemDirs(dirs = SYSTEM_DIRS): Box['system'] {
+  return dirs.flatMap((dir): Box['system'] => {
+    const st = lstatSafe(dir);
+    if (!st) return [];
+    return [st.isSymbolicLink() ? [dir, readlinkSync(dir)] : dir];
+  });
+}
+
+function lstatSafe(path: string) {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Who this worker's boxes drop to: BOX_UID when it runs as root, else nobody (the box runs as the worker's user). */
+export function boxUser(path = process.env.PATH ?? ''): Box['user'] {
+  return process.getuid?.() === 0 ? { uid: BOX_UID, setpriv: onPath('setpriv', path) ?? 'setpriv' } : undefined;
+}
+
+/** Gives what a box must write (its scratch, the evaluation's pipes) to the box's user; links are not followed. */
+export async function handToBox(path: string): Promise<void> {
+  const uid = boxUser()?.uid;
+  if (uid === undefined) return;
+  await execFileAsync('chown', ['-R', '-h', `${uid}:${uid}`, path]);
+  await chmod(path, 0o711); // bwrap enters it after dropping root's capabilities (its parent stays 0700)
 }
 
 /** The cache of the shipped targets' Python environment and data (what provision fills). */
@@ -126,7 +197,9 @@ export function sandboxProblem(path = process.env.PATH ?? ''): string | null {
   if (!bwrap) return `bwrap is not installed: ${install}, ${accept}`;
   const box = ['--unshare-all', '--die-with-parent', '--cap-drop', 'ALL', '--ro-bind', '/', '/', '--proc', '/proc'];
   const probe = spawnSync(bwrap, [...box, '--dev', '/dev', 'true'], { encoding: 'utf8', timeout: PROBE_TIMEOUT_MS });
-  if (probe.status === 0) return null;
+  if (probe.status === 0) {
+    return !boxUser() || onPath('setpriv', path) ? null : `setpriv is not installed (util-linux): a worker running as root needs it to start its boxes as an unprivileged user; install util-linux, ${accept}`;
+  }
   const why = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim().split('\n')[0];
   return `bwrap cannot make a sandbox here (${why}): allow unprivileged user namespaces or run as root, ${accept}`;
 }
@@ -191,6 +264,7 @@ export interface BoxRequest {
   readOnlyScratch?: boolean; // the evaluation's boxes
   validation?: 'shown' | 'hidden'; // default shown; hidden from the training of a target that declares `evaluate`
   channel?: string; // a directory shown read-only (the evaluation's pipes, which stay writable)
+  tmpfsBytes?: number; // the size of each in-memory folder of the box
 }
 
 /**
@@ -228,6 +302,8 @@ export async function planBox(req: BoxRequest): Promise<Box> {
   const homes = ['/home', '/root', homedir(), process.env.HOME];
   const family = await checkoutFamily(req.checkout);
   return {
+    system: systemDirs(),
+    user: boxUser(),
     scratch: realPath(req.scratch) ?? req.scratch,
     readOnlyScratch: req.readOnlyScratch,
     hide: [
@@ -235,6 +311,7 @@ export async function planBox(req: BoxRequest): Promise<Box> {
       ...(req.validation === 'hidden' ? validationPaths() : []),
     ],
     private: ['/tmp', BOX_HOME],
+    tmpfsBytes: req.tmpfsBytes,
     readOnly: existing([cacheDir(), pythonEnv, base, req.channel]),
     // Repos laid out like the original look for their data in ~/.cache/autoresearch: the box's HOME has it.
     aliases: existing([cacheDir()]).map((cache) => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),

@@ -12,8 +12,9 @@ import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
 import { CONFIG_FILE, PROGRAM_FILE, type Heartbeat, type TrainingInput, type TrainingResult } from '../workflows/types';
 import { evaluate, type BoxFor, type Evaluation } from './evaluation';
 import { boxFiles } from './files';
+import { defaultLimits, limitPrefix, limitReason, tmpfsBytes, type Limits } from './limits';
 import { runCommand, type RunOutcome } from './runner';
-import { BOX_HOME, bwrapArgs, findBwrap, planBox, type BoxRequest } from './sandbox';
+import { BOX_HOME, bwrapArgs, findBwrap, handToBox, planBox, type BoxRequest } from './sandbox';
 import { materialize, newScratch, removeScratch, SCRATCH_ROOT } from './scratch';
 import { parseProgress, parseSummary, type Summary } from './summary';
 
@@ -36,7 +37,10 @@ export interface Slot {
   sandbox?: boolean; // default true: the command runs in a bubblewrap box; false only with --no-sandbox
   network?: boolean; // the box shares the host's network (gpu-worker --network)
   scratchRoot?: string; // where scratch copies go (default SCRATCH_ROOT)
+  limits?: Limits; // memory, processes, file size: on every training, boxed or not (default: one slot's)
 }
+
+const limitsOf = (slot: Slot) => slot.limits ?? defaultLimits(1);
 
 type EnvInput = Pick<TrainingInput, 'experimentId' | 'budgetSeconds' | 'seed'>;
 
@@ -157,6 +161,7 @@ async function trainIn(slot: Slot, input: TrainingInput): Promise<TrainingResult
       if (uncopied) {
         return result({ problem: `the checkout of ${slot.name} (${slot.checkout}) cannot be copied: ${uncopied}` });
       }
+      await handToBox(dir);
       return result(await trainAndScore(slot, input, { dir, paths }, hb));
     } finally {
       await removeScratch(dir);
@@ -190,6 +195,8 @@ async function trainAndScore(
   const fields = { exitCode, timedOut, seconds, metrics: summary.metrics, logTail };
   const modified = await harnessProblem(HARNESS_MODIFIED);
   if (modified) return { ...fields, metrics: {}, problem: modified };
+  const limited = timedOut ? null : limitReason(exitCode, outcome.tail, limitsOf(slot));
+  if (limited) return { ...fields, problem: limited };
   if (!declared.scorer) return summary.nonFinite.includes('val_bpb') ? { ...fields, problem: NOT_FINITE } : fields;
   if (exitCode !== 0 || timedOut) return fields; // a crash as it is: nothing to score
   const ctx = Context.current();
@@ -245,12 +252,13 @@ function scored(fields: Partial<TrainingResult>, summary: Summary, ev: Evaluatio
   return { ...measured, problem };
 }
 
-/** bwrap and its arguments for a box of this slot, or null when the worker runs --no-sandbox. */
-function boxFor(slot: Slot, network: boolean): BoxFor | null {
-  if (slot.sandbox === false) return null;
+/** What a command of this slot runs inside: bwrap and its arguments (unless --no-sandbox), then its limits. */
+function boxFor(slot: Slot, network: boolean): BoxFor {
+  const limits = limitPrefix(limitsOf(slot));
+  if (slot.sandbox === false) return async () => limits;
   const { checkout, pathPrefix } = slot;
-  const common = { scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network };
-  return async (req) => [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox({ ...common, ...req }))];
+  const common = { scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network, tmpfsBytes: tmpfsBytes(limitsOf(slot)) };
+  return async (req) => [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox({ ...common, ...req })), ...limits];
 }
 
 /** The command in its box (unless --no-sandbox); a cancelled activity rethrows once the box is dead. */
@@ -259,7 +267,7 @@ async function runBoxed(
 ): Promise<RunOutcome> {
   const ctx = Context.current();
   const env = trainingEnv(slot, input);
-  const box = await boxFor(slot, Boolean(slot.network))?.({ scratch: dir, validation, env });
+  const box = await boxFor(slot, Boolean(slot.network))({ scratch: dir, validation, env });
   hb.commandStarted();
   const outcome = await runCommand(input.command, {
     cwd: dir, env, box, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal, onLine: hb.progress,

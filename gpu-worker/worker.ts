@@ -7,6 +7,7 @@ import { resolve as resolvePath } from 'node:path';
 import { git, resolve, rootCommit } from '../activities/git';
 import { RepoError } from '../activities/repo';
 import { gpuQueueFor } from '../workflows/types';
+import { defaultLimits, type Limits } from './limits';
 import { realPath, sandboxProblem } from './sandbox';
 import { sweepScratch } from './scratch';
 import { createTrainingActivities, slotName, type Slot } from './training';
@@ -18,11 +19,13 @@ export interface GpuWorkerOptions {
   pathPrefix?: string;
   sandbox?: boolean; // default true; false (--no-sandbox) runs proposed code unconfined
   network?: boolean; // default false; true (--network) lets trainings reach the network and this host's loopback
+  limits?: Partial<Limits>; // what the user set; the rest are the defaults for this host
   log?: (line: string) => void; // what the worker does at start (scratch swept)
 }
 
 export function slotsFor(opts: GpuWorkerOptions): Slot[] {
   const count = opts.gpus?.length ?? opts.slots;
+  const limits = defaultLimits(count, opts.limits);
   return Array.from({ length: count }, (_, i) => ({
     name: slotName(i),
     checkout: opts.checkout,
@@ -30,6 +33,7 @@ export function slotsFor(opts: GpuWorkerOptions): Slot[] {
     pathPrefix: opts.pathPrefix,
     sandbox: opts.sandbox !== false,
     network: Boolean(opts.network),
+    limits,
   }));
 }
 

@@ -64,6 +64,16 @@ function positive(flag: string, ms: number, text: string): number {
   return ms;
 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A size such as `12G`, `512M`, `1.5GiB` or `1048576` (bytes); a user's mistake is one line. */
+export function parseSize(flag: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  const bytes = match ? Math.floor(Number(match[1]) * SIZE_UNITS[match[2].toLowerCase()]) : NaN;
+  if (!(bytes >= 1024 ** 2)) throw new UserError(`${flag}: "${text}" is not a size of at least 1M (e.g. 16G, 512M)`);
+  return bytes;
+}
+
 export function parseCount(flag: string, text: string, min = 1): number {
   if (!/^\d+$/.test(text.trim()) || Number(text) < min) throw new UserError(`${flag}: "${text}" is not a whole number ≥ ${min}`);
   return Number(text);

@@ -3,7 +3,7 @@
 import type { NativeConnection } from '@temporalio/worker';
 import { resolve } from 'node:path';
 import { CONTROL_QUEUE } from '../workflows/types';
-import { parseCount, parseFlags, required } from './args';
+import { parseCount, parseFlags, parseSize, required } from './args';
 import { UserError } from './errors';
 
 /** Each verb's arguments and what it does: `--help` prints them all, `<verb> --help` its own. */
@@ -15,7 +15,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
   },
   worker: { args: '', about: 'the control worker (proposals, git, results); registers the search attributes' },
   'gpu-worker': {
-    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network] [--no-sandbox]',
+    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network] [--no-sandbox] [--memory-limit SIZE] [--process-limit N] [--file-size-limit SIZE]',
     about: 'training slots for the runs on that repo',
   },
   init: { args: '--target tiny PATH', about: 'a research repo from a shipped target, data prepared' },
@@ -121,12 +121,14 @@ const verbs: Record<string, Verb> = {
   async 'gpu-worker'(argv) {
     const { createGpuWorker, detectGpus, gpuQueueOf, slotsFor } = await import('../gpu-worker/worker'); // lazy imports: see the top
     const { sandboxProblem } = await import('../gpu-worker/sandbox');
+    const { describeLimits } = await import('../gpu-worker/limits');
     const { pythonEnv } = await import('./provision');
     const { connectWorker, temporalTarget } = await import('./connect');
     if (argv.includes('--no-network')) throw new UserError('gpu-worker: --no-network is gone: trainings have no network unless --network');
     const { flags } = parseFlags('gpu-worker', argv, {
       repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' },
       network: { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },
+      'memory-limit': { type: 'string' }, 'process-limit': { type: 'string' }, 'file-size-limit': { type: 'string' },
     });
     const checkout = resolve(required(flags, 'repo', 'gpu-worker'));
     const gpus = flags.gpus === 'all' ? detectGpus() : (flags.gpus as string | undefined)?.split(',').map((g) => g.trim());
@@ -136,6 +138,12 @@ const verbs: Record<string, Verb> = {
     const slots = flags.slots === undefined ? 1 : parseCount('--slots', flags.slots as string);
     const sandbox = !flags['no-sandbox'];
     const network = Boolean(flags.network);
+    const flag = (name: string) => flags[name] as string | undefined;
+    const limits = {
+      memoryBytes: flag('memory-limit') === undefined ? undefined : parseSize('--memory-limit', flag('memory-limit')!),
+      processes: flag('process-limit') === undefined ? undefined : parseCount('--process-limit', flag('process-limit')!, 16),
+      fileBytes: flag('file-size-limit') === undefined ? undefined : parseSize('--file-size-limit', flag('file-size-limit')!),
+    };
     const problem = sandbox ? sandboxProblem() : null;
     if (problem) throw new UserError(`gpu-worker: ${problem}`);
     if (!sandbox) console.log("warning: --no-sandbox: proposed code runs unconfined, as this user, with this host's files and network");
@@ -143,11 +151,12 @@ const verbs: Record<string, Verb> = {
     const pathPrefix = await pythonEnv();
     const target = temporalTarget();
     const connection = await connectWorker(target);
-    const opts = { checkout, slots, gpus, pathPrefix, sandbox, network, log: console.log };
+    const opts = { checkout, slots, gpus, pathPrefix, sandbox, network, limits, log: console.log };
     const worker = await createGpuWorker(connection, target.namespace, opts);
     console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${taskQueue} at ${target.address}, checkout ${checkout}`);
     const box = sandbox ? `in a sandbox, ${network ? 'with' : 'without'} network access` : 'without a sandbox';
     console.log(`training commands run ${box}, with ${pathPrefix} first on PATH`);
+    console.log(describeLimits(slotsFor(opts)[0].limits!, sandbox));
     await serveWorkers(connection, async () => [worker]);
   },
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { bwrapArgs } from '../gpu-worker/sandbox';
+import { bwrapArgs, systemDirs } from '../gpu-worker/sandbox';
 
 const ROOT = join(__dirname, '..');
 const RUNNER = join(ROOT, 'gpu-worker', 'runner');
@@ -54,7 +54,7 @@ async function startWorker(t: TestContext, command: (pidFile: string) => string,
   const pidFile = join(dir, 'pids');
   const script = join(dir, 'worker.ts');
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-  const box = boxed ? ['bwrap', ...bwrapArgs({ scratch: dir, hide: [], private: ['/tmp'], readOnly: [], aliases: [], devices: [], network: false, env })] : undefined;
+  const box = boxed ? ['bwrap', ...bwrapArgs({ system: systemDirs(), scratch: dir, hide: [], private: ['/tmp'], readOnly: [], aliases: [], devices: [], network: false, env })] : undefined;
   writeFileSync(
     script,
     [

@@ -13,6 +13,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
 import { BOX_HOME, bwrapArgs, ensureBubblewrap, findBwrap, planBox, venvBase, type Box } from '../gpu-worker/sandbox';
+import { describeLimits } from '../gpu-worker/limits';
 import { materialize, newScratch, sweepScratch, workerScratch } from '../gpu-worker/scratch';
 import { createTrainingActivities, type Slot } from '../gpu-worker/training';
 import { initRepo } from '../scripts/init';
@@ -96,6 +97,7 @@ function report(result: TrainingResult): Record<string, string> {
 
 describe('bwrapArgs: the box as arguments', () => {
   const box: Box = {
+    system: ['/usr', '/etc', ['/bin', 'usr/bin']],
     scratch: '/tmp/scratch/worker-1-2/x-1-abc',
     hide: ['/home', '/root', '/root/research/tiny', '/srv/checkout', '/var/cache/autoresearch/repos/r', '/tmp/scratch'],
     private: ['/tmp', BOX_HOME],
@@ -117,9 +119,12 @@ describe('bwrapArgs: the box as arguments', () => {
     assert.ok(!args.includes('--as-pid-1'), "bwrap's own init reaps, so a process left behind dies with the box");
   });
 
-  test('the host is read-only with a new /proc and /dev; of its trees the scratch alone is writable, hidden ones are empty and read-only', () => {
-    assert.ok(position('--ro-bind', '/', '/') >= 0);
-    assert.ok(position('--proc', '/proc') > position('--ro-bind', '/', '/'));
+  test('the host shows its system folders read-only with a new /proc and /dev; of its trees the scratch alone is writable, hidden ones are empty and read-only', () => {
+    assert.equal(position('--ro-bind', '/', '/'), -1, 'not the whole host: no /run, /var, /mnt');
+    assert.ok(position('--ro-bind', '/usr', '/usr') >= 0 && position('--ro-bind', '/etc', '/etc') >= 0);
+    assert.ok(position('--symlink', 'usr/bin', '/bin') >= 0, 'a merged-/usr link is made again');
+    assert.ok(position('--proc', '/proc') > position('--ro-bind', '/usr', '/usr'));
+    assert.ok(position('--ro-bind', '/proc/sys', '/proc/sys') > position('--proc', '/proc'), 'kernel settings read-only');
     assert.ok(position('--dev', '/dev') >= 0);
     assert.deepEqual(pairs('--bind'), [box.scratch]);
     assert.deepEqual(pairs('--remount-ro'), ['/home', '/root', '/srv/checkout', '/var/cache/autoresearch/repos/r']);
@@ -136,6 +141,17 @@ describe('bwrapArgs: the box as arguments', () => {
     assert.ok(position('--tmpfs', '/var/cache/autoresearch/repos/r') > position('--ro-bind', '/var/cache/autoresearch', '/var/cache/autoresearch'));
     assert.ok(position('--bind', box.scratch, box.scratch) > position('--tmpfs', '/tmp'));
     assert.ok(position('--ro-bind', '/var/cache/autoresearch', `${BOX_HOME}/.cache/autoresearch`) > position('--tmpfs', '/home'));
+  });
+
+  test('a box a root worker starts has no user namespace (its uid would be host root) and ends in setpriv to the box user, for good', () => {
+    const rooted = bwrapArgs({ ...box, user: { uid: 65534, setpriv: '/usr/bin/setpriv' } });
+    assert.ok(!rooted.includes('--unshare-all') && !rooted.includes('--unshare-user'));
+    for (const flag of ['--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts']) assert.ok(rooted.includes(flag), flag);
+    const drop = rooted.slice(rooted.indexOf('/usr/bin/setpriv'));
+    assert.deepEqual(drop, ['/usr/bin/setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--']);
+    const perms = (mode: string) => rooted.flatMap((a, i) => (a === '--perms' && rooted[i + 1] === mode ? [rooted[i + 3]] : []));
+    assert.deepEqual(perms('1777'), ['/dev/shm', '/tmp', BOX_HOME], 'the box user can write its private tmpfs');
+    assert.ok(perms('0755').includes('/root/.pyenv'), 'and enter the folders bwrap makes on the way to what is shown in a hidden one');
   });
 
   test('at equal depth hiding beats showing: a python env at a hidden path stays hidden', () => {
@@ -235,6 +251,75 @@ print("attempt holder:", os.path.exists("/proc/${holder.pid}/stat") and "(sleep)
     assert.doesNotMatch(result.logTail, /planted/);
     assert.doesNotMatch(seen.root, /autoresearch-planted/, `${realHome} is an empty directory in the box (but for the python it needs)`);
     assert.equal(seen.home.split(' ')[0], BOX_HOME, 'HOME is the empty one of the box');
+  });
+
+  test('runs as an unprivileged user even when the worker is root: no /etc/shadow, no kernel settings, nothing under /run or /var', async () => {
+    const probe = [
+      'echo "attempt uid: $(id -u)"',
+      'head -c1 /etc/shadow >/dev/null 2>&1 && echo "attempt shadow: read" || echo "attempt shadow: refused"',
+      // the write of the core_pattern attack, to a setting that is harmless when it lands (and is put back)
+      'v=$(cat /proc/sys/kernel/hostname); (echo "$v" > /proc/sys/kernel/hostname) 2>/dev/null && echo "attempt sysctl: written" || echo "attempt sysctl: refused"',
+      'ls -A /run 2>/dev/null | grep -q . && echo "attempt run: $(ls -A /run | head -3 | tr "\\n" " ")" || echo "attempt run: empty"',
+      'test -e /var/tmp && echo "attempt var: shown" || echo "attempt var: absent"',
+      'touch /tmp/t "$HOME/t" /dev/shm/t ./t && echo "attempt writes: ok" || echo "attempt writes: failed"',
+      `python -c '${SUMMARY}'`,
+    ].join('; ');
+    const { result } = await trainOnce(slot, inputFor(checkout, probe));
+    assert.equal(result.exitCode, 0, result.logTail);
+    const seen = report(result);
+    assert.notEqual(seen.uid, '0', 'never root in the box');
+    assert.equal(seen.shadow, 'refused');
+    assert.equal(seen.sysctl, 'refused');
+    assert.equal(seen.run, 'empty', 'no docker.sock, no D-Bus');
+    assert.equal(seen.var, 'absent');
+    assert.equal(seen.writes, 'ok', 'its scratch, /tmp, HOME and /dev/shm stay writable');
+
+    const open = await trainOnce({ ...slot, sandbox: false }, inputFor(checkout, probe));
+    const control = report(open.result);
+    assert.equal(control.var, 'shown', 'without the box the same probe sees /var: the probe works');
+    if (process.getuid?.() === 0) {
+      assert.equal(control.uid, '0');
+      assert.equal(control.shadow, 'read', 'as root, without the box, /etc/shadow is read: the probe works');
+      assert.equal(control.sysctl, 'written', 'and the kernel setting is written');
+    }
+  });
+
+  test('past a limit (memory, processes, file size, in-memory folders) a training is a crash that names it; the worker goes on', { timeout: 120_000 }, async () => {
+    const MiB = 1024 ** 2;
+    const small = { ...slot, limits: { memoryBytes: 256 * MiB, processes: 64, fileBytes: MiB } };
+    const fork = `python -c '
+import os, time
+n = 0
+try:
+    while n < 1000:
+        if os.fork() == 0:
+            time.sleep(60); os._exit(0)
+        n += 1
+except OSError as e:
+    raise SystemExit(f"attempt forks: {n} ({e})")
+'`;
+    const probes = {
+      memory: `python -c 'b = bytearray(600 * 1024 * 1024)'`,
+      processes: fork,
+      file: 'head -c 5000000 /dev/zero > big.bin',
+      tmpfs: 'for i in $(seq 100); do head -c 900000 /dev/zero > /tmp/f$i || exit 1; done', // files under the size limit
+    };
+    const reasons: Record<string, string | undefined> = {};
+    for (const [name, probe] of Object.entries(probes)) {
+      const { result } = await trainOnce(small, inputFor(checkout, probe));
+      reasons[name] = result.problem;
+    }
+    assert.match(reasons.memory ?? '', /^memory limit: the training asked for more than 256 MiB \(gpu-worker --memory-limit\)$/);
+    assert.match(reasons.processes ?? '', /^process limit: more than 64 processes and threads/);
+    assert.match(reasons.file ?? '', /^file size limit: a file grew past 1 MiB/);
+    assert.match(reasons.tmpfs ?? '', /^space limit: \/tmp, HOME and \/dev\/shm hold 64 MiB each/);
+
+    // The control: the same memory and file probes under the default limits train normally.
+    for (const probe of [probes.memory, probes.file]) {
+      const { result } = await trainOnce(slot, inputFor(checkout, `${probe} && python -c '${SUMMARY}'`));
+      assert.equal(result.problem, undefined, result.logTail);
+      assert.equal(result.metrics.val_bpb, 1);
+    }
   });
 
   test('cannot write into the research repo, the checkout, the Python environment, the data cache or another slot', async () => {
@@ -472,6 +557,20 @@ describe('gpu-worker --repo', () => {
       assert.equal(out.stderr.trim(), `autoresearch: gpu-worker --repo: ${repo} ${why}`);
     }
   });
+});
+
+test('gpu-worker limits: a size or count it cannot read is one line and exit 2; the start-up line says what is in force', async () => {
+  for (const [flag, value, line] of [
+    ['--memory-limit', '12X', '--memory-limit: "12X" is not a size of at least 1M (e.g. 16G, 512M)'],
+    ['--file-size-limit', '10k', '--file-size-limit: "10k" is not a size of at least 1M (e.g. 16G, 512M)'],
+    ['--process-limit', '4', '--process-limit: "4" is not a whole number ≥ 16'],
+  ]) {
+    const out = await cli(['gpu-worker', '--repo', ROOT, flag, value]);
+    assert.equal(out.code, 2, out.stderr);
+    assert.equal(out.stderr.trim(), `autoresearch: ${line}`);
+  }
+  const line = describeLimits({ memoryBytes: 12 * 1024 ** 3, processes: 1024, fileBytes: 32 * 1024 ** 3 }, true);
+  assert.match(line, /^limits per training \(rlimits; (no cgroup v2 here|cgroup v2 is not delegated to this worker)\): memory 12\.0 GiB, 1024 processes and threads of its user, files up to 32\.0 GiB, \/tmp, HOME and \/dev\/shm 3\.0 GiB each$/);
 });
 
 test('gpu-worker --no-network, now the default, says what replaced it', async () => {
