@@ -22,6 +22,7 @@ const HEARTBEAT_EVERY_MS = 5_000; // well inside the workflow's 30 s heartbeat t
 const LOG_TAIL_CHARS = 4_000; // what travels back in the result: payloads stay small
 const HARNESS_MODIFIED = 'the training command modified the harness; its score is not comparable';
 const NOT_FINITE = 'val_bpb is not finite (NaN or inf)';
+export const IMPLAUSIBLE = 'implausible score'; // below the target's declared floor: a scorer gamed, not a model trained
 // Bits per byte. A score the training printed agrees with the harness's within this: summaries print
 // six decimals (rounding up to 5e-7) and the same model scored in another process may differ in the
 // last float bits; a gain worth keeping is a hundred times larger (run-to-run noise is 2e-4 or more).
@@ -186,7 +187,7 @@ async function trainAndScore(
   };
   const stale = await harnessProblem(harnessMismatch(slot));
   if (stale) return { problem: stale };
-  const declared = await declaredEvaluation(dir);
+  const declared = await declaredHarness(dir);
   if ('problem' in declared) return { problem: declared.problem };
   const outcome = await runBoxed(slot, input, dir, hb, declared.scorer ? 'hidden' : 'shown');
   const summary = parseSummary(outcome.tail);
@@ -197,7 +198,9 @@ async function trainAndScore(
   if (modified) return { ...fields, metrics: {}, problem: modified };
   const limited = timedOut ? null : limitReason(exitCode, outcome.tail, limitsOf(slot));
   if (limited) return { ...fields, problem: limited };
-  if (!declared.scorer) return summary.nonFinite.includes('val_bpb') ? { ...fields, problem: NOT_FINITE } : fields;
+  if (!declared.scorer) {
+    return summary.nonFinite.includes('val_bpb') ? { ...fields, problem: NOT_FINITE } : belowFloor(fields, declared.floor);
+  }
   if (exitCode !== 0 || timedOut) return fields; // a crash as it is: nothing to score
   const ctx = Context.current();
   const evaluation = await evaluate({
@@ -207,7 +210,14 @@ async function trainAndScore(
     signal: ctx.cancellationSignal, box: boxFor(slot, false), beat: hb.beat,
   });
   if (ctx.cancellationSignal.aborted) await ctx.cancelled;
-  return scored(fields, summary, evaluation);
+  return belowFloor(scored(fields, summary, evaluation), declared.floor);
+}
+
+/** A val_bpb under the floor the harness declares (`floor` in autoresearch.json) is a crash, never a keep. */
+function belowFloor(fields: Partial<TrainingResult>, floor: number | null): Partial<TrainingResult> {
+  const score = fields.metrics?.val_bpb;
+  if (fields.problem || floor === null || score === undefined || !(score < floor)) return fields;
+  return { ...fields, problem: `${IMPLAUSIBLE}: val_bpb ${score.toFixed(6)} is below this target's floor of ${floor} (${CONFIG_FILE} "floor")` };
 }
 
 function harnessMismatch(slot: Slot): string {
@@ -215,21 +225,29 @@ function harnessMismatch(slot: Slot): string {
     "update it to the run's base commit";
 }
 
+type Declared = { scorer: string | null; floor: number | null };
+
 /**
- * The scorer a target declares (`evaluate` in autoresearch.json, a harness file the digest covers), or
- * none: a repo laid out like the original evaluates inside its training, whose printed score stands.
+ * What the harness declares in autoresearch.json (a harness file the digest covers): the scorer
+ * (`evaluate`), or none, where a repo laid out like the original evaluates inside its training and its
+ * printed score stands; and the lowest val_bpb an honest training of the target can reach (`floor`).
  */
-async function declaredEvaluation(dir: string): Promise<{ scorer: string | null } | { problem: string }> {
+async function declaredHarness(dir: string): Promise<Declared | { problem: string }> {
   const file = await boxFiles(dir)(CONFIG_FILE); // after the harness check: a regular file, or missing
   const text = file.kind === 'file' ? file.content.toString('utf8') : null;
-  let declared: unknown;
+  let declared: { evaluate?: unknown; floor?: unknown };
   try {
-    declared = text === null ? undefined : (JSON.parse(text) as { evaluate?: unknown }).evaluate;
+    declared = text === null ? {} : JSON.parse(text);
   } catch (err) {
     return { problem: `${CONFIG_FILE} is not valid JSON (${(err as Error).message})` };
   }
-  if (declared === undefined) return { scorer: null };
-  if (typeof declared === 'string' && declared.trim()) return { scorer: declared };
+  const { evaluate, floor } = declared;
+  if (floor !== undefined && !(typeof floor === 'number' && floor > 0)) {
+    return { problem: `${CONFIG_FILE}: "floor" must be a positive number of bits per byte, e.g. 0.5` };
+  }
+  const found = { floor: (floor as number | undefined) ?? null };
+  if (evaluate === undefined) return { scorer: null, ...found };
+  if (typeof evaluate === 'string' && evaluate.trim()) return { scorer: evaluate, ...found };
   return { problem: `${CONFIG_FILE}: "evaluate" must be a command, e.g. "python prepare.py --evaluate"` };
 }
 

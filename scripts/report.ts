@@ -568,6 +568,13 @@ function keptTable(records: ExperimentRecord[]): string[] {
 }
 
 /** The diverged trainings: a `- diverged:` line always, and their table when there are any. */
+/** Crashes that point at a candidate gaming the scorer rather than training: read their diffs first. */
+function suspectLines(records: ExperimentRecord[]): string[] {
+  const suspect = records.filter((r) => r.status === 'crash' && /^(implausible score|tampered harness|evaluation failed: tampered harness)/.test(r.reason));
+  if (suspect.length === 0) return [];
+  return [`- suspect: ${suspect.length} crash(es) for an implausible score or a tampered harness (${suspect.map((r) => r.id).join(', ')}): a candidate may be gaming the scorer; read their diffs`];
+}
+
 function divergedLines(records: ExperimentRecord[]): { key: string; section: string[] } {
   const threshold = divergedThreshold(records);
   const diverged = records
@@ -731,6 +738,7 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
     ...confirmationLines(records),
     misses.key,
     diverged.key,
+    ...suspectLines(records),
     ...timeLines(records),
     `- tokens: ${records.reduce((sum, r) => sum + (r.tokens || 0), 0)}`,
     `- chart: ${CHART_SVG} (also ${CHART_PNG})`,

@@ -200,3 +200,11 @@ test('near-misses are listed: a line with their ids, and a table with their runs
   assert.match(summaryMarkdown(records), /^- near-misses: 0$/m);
   assert.ok(!summaryMarkdown(records).includes('## Near-misses'));
 });
+
+test('a crash for an implausible score or a tampered harness is flagged as suspect in the summary', () => {
+  const gamed = { ...records[3], status: 'crash' as const, valBpb: null, reason: "implausible score: val_bpb 0.000000 is below this target's floor of 0.5 (autoresearch.json \"floor\")" };
+  const fifo = { ...records[4], status: 'crash' as const, valBpb: null, reason: 'tampered harness: prepare.py is a FIFO' };
+  const md = summaryMarkdown([...records.slice(0, 3), gamed, fifo, ...records.slice(5)]);
+  assert.match(md, /^- suspect: 2 crash\(es\) for an implausible score or a tampered harness \(nov27-3, nov27-4\): a candidate may be gaming the scorer; read their diffs$/m);
+  assert.ok(!summaryMarkdown(records).includes('- suspect:'), 'no line on a night without them');
+});

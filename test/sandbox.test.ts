@@ -480,6 +480,27 @@ describe('real targets in the box', () => {
   });
 });
 
+describe('the plausibility tripwire', () => {
+  test("a val_bpb below the floor the harness declares is a crash named 'implausible score'; an honest one stands", async () => {
+    const repo = await makeRepo({ 'train.py': `${SUMMARY}\n`, 'autoresearch.json': '{ "command": "python3 train.py", "floor": 0.5 }\n' });
+    const slot: Slot = { name: 'host-slot0', checkout: repo, scratchRoot: scratchDir('tripwire') };
+    const faked = `python3 -c 'print("---"); print("val_bpb:          0.000000")'`;
+    const { result } = await trainOnce(slot, inputFor(repo, faked));
+    assert.equal(result.exitCode, 0);
+    assert.equal(result.problem, `implausible score: val_bpb 0.000000 is below this target's floor of 0.5 (autoresearch.json "floor")`);
+    const honest = await trainOnce(slot, inputFor(repo, `python3 -c '${SUMMARY}'`));
+    assert.equal(honest.result.problem, undefined);
+    assert.equal(honest.result.metrics.val_bpb, 1);
+  });
+
+  test('the shipped targets declare a floor (their real trainings in tiny.test and gpu.test score above it, so none is a crash)', () => {
+    for (const target of ['tiny', 'gpt']) {
+      const config = JSON.parse(readFileSync(join(ROOT, 'gpu-worker', 'targets', target, 'autoresearch.json'), 'utf8'));
+      assert.ok(config.floor > 0 && config.floor < 1, `${target}: floor ${config.floor}`);
+    }
+  });
+});
+
 describe('heartbeats in every phase', () => {
   test('a checkout of 20,000 files heartbeats while it is copied, digested and removed, not only while the command runs', async (t) => {
     const files = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`data/d${i % 100}/f${i}.txt`, `${i}\n`]));
