@@ -35,6 +35,7 @@ export interface EvalPlan {
   timeoutMs: number; // for both processes together
   signal: AbortSignal; // the activity's cancellation: both boxes die
   box: BoxFor; // what each process runs inside: its box and limits
+  filter?: string; // the boxes' syscall filter
   beat: () => void; // heartbeats while the harness is copied
 }
 
@@ -78,7 +79,7 @@ async function runBoth(plan: EvalPlan, env: Record<string, string>, harness: str
   const cancel = () => [stopServer, stopScorer].forEach((c) => c.abort());
   plan.signal.addEventListener('abort', cancel, { once: true });
   if (plan.signal.aborted) cancel();
-  const common = { env, timeoutMs: plan.timeoutMs };
+  const common = { env, timeoutMs: plan.timeoutMs, filter: plan.filter };
   const server = runCommand(plan.server, { ...common, cwd: plan.scratch, box: boxes[0], signal: stopServer.signal });
   const scorer = runCommand(plan.scorer, { ...common, cwd: harness, box: boxes[1], signal: stopScorer.signal });
   let grace: NodeJS.Timeout | undefined;

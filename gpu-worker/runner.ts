@@ -1,8 +1,10 @@
 // Runs a shell command as its own process group with a hard timeout, streaming its output to a
 // progress callback and keeping only a bounded tail, so gigabytes of output cost no memory.
 import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { FILTER_FD } from './sandbox';
 
 const GUARD = join(__dirname, 'guard.sh');
 const TAIL_CHARS = 64 * 1024; // kept in memory; the summary block is read from here
@@ -14,6 +16,7 @@ export interface RunOptions {
   timeoutMs: number;
   signal?: AbortSignal; // aborting kills the process group
   box?: string[]; // argv the command runs inside, e.g. bwrap and its arguments (gpu-worker/sandbox.ts)
+  filter?: string; // a file the command gets open on FILTER_FD: the box's syscall filter, for bwrap --seccomp
   onLine?: (line: string) => void;
 }
 
@@ -27,13 +30,15 @@ export interface RunOutcome {
 
 export function runCommand(command: string, opts: RunOptions): Promise<RunOutcome> {
   const started = Date.now();
+  const filter = opts.filter === undefined ? null : openSync(opts.filter, 'r');
   // detached: the guard leads a new process group, so one kill reaches everything the command started.
   const child = spawn('bash', [GUARD, command, ...(opts.box ?? [])], {
     cwd: opts.cwd,
     env: opts.env,
     detached: true,
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe', ...(filter === null ? [] : Array(FILTER_FD - 3).fill('ignore').concat(filter))],
   });
+  if (filter !== null) closeSync(filter); // the child has its own copy; bwrap closes it once read
   let tail = '';
   let timedOut = false;
   let aborted = false;

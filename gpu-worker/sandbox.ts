@@ -12,6 +12,10 @@ import { promisify } from 'node:util';
 
 export const BOX_HOME = '/home/sandbox'; // the training's HOME: an empty directory of its own
 export const SANDBOX_PACKAGE = 'bubblewrap'; // the distribution package that ships bwrap
+export const SECCOMP_PACKAGE = 'python3-seccomp'; // libseccomp for the system Python: builds the syscall filter
+export const FILTER_FD = 4; // the descriptor the box's syscall filter reaches bwrap on (guard.sh keeps 3)
+const SYSTEM_PYTHON = '/usr/bin/python3'; // the distribution's Python, where its python3-seccomp is
+const FILTER_SCRIPT = join(__dirname, 'seccomp.py');
 // Under the cache: every validation split of a target that declares `evaluate`. Its training and the
 // model answering the evaluation find it empty; only the harness's scorer sees it.
 export const VALIDATION_DIR = 'validation';
@@ -38,6 +42,7 @@ export interface Box {
   aliases: [from: string, to: string][]; // host paths shown read-only at another place too
   devices: string[]; // device nodes passed through (GPUs)
   network: boolean; // share the host's network, loopback included
+  filtered?: boolean; // a syscall filter arrives on FILTER_FD (gpu-worker/seccomp.py)
   env: Record<string, string>; // the command's whole environment
 }
 
@@ -100,6 +105,7 @@ export function bwrapArgs(box: Box): string[] {
     ...(box.network ? ['--share-net'] : []),
     '--die-with-parent', // on top of the guard: the box dies with the process that started it
     '--new-session', // no TIOCSTI into the worker's terminal
+    ...(box.filtered ? ['--seccomp', String(FILTER_FD)] : []),
     '--cap-drop', 'ALL', // root keeps its capabilities in bwrap otherwise, and could unmount what hides
     ...(asUser ? ['--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID', '--cap-add', 'CAP_SETPCAP'] : []), // for setpriv, once
     ...box.system.flatMap((s) => (typeof s === 'string' ? ['--ro-bind', s, s] : ['--symlink', s[1], s[0]])),
@@ -172,10 +178,15 @@ export function findBwrap(path = process.env.PATH ?? ''): string | null {
   return onPath('bwrap', path);
 }
 
-/** GPU device nodes present on this host: /dev/nvidia*, /dev/nvidia-caps, /dev/dri. */
-export function gpuDevices(dev = '/dev'): string[] {
+/**
+ * GPU device nodes present on this host: /dev/nvidia*, /dev/nvidia-caps, /dev/dri. Given the minor
+ * number of a slot's GPU, only its own /dev/nvidiaN and the control nodes CUDA needs (nvidiactl,
+ * nvidia-uvm, nvidia-modeset, nvidia-caps): no other slot's GPU, and no DRM nodes, which CUDA does not use.
+ */
+export function gpuDevices(dev = '/dev', minor?: number): string[] {
   if (!existsSync(dev)) return [];
-  return readdirSync(dev).filter((name) => GPU_DEVICES.test(name)).map((name) => join(dev, name));
+  const own = (name: string) => minor === undefined || (name !== 'dri' && (!/^nvidia\d+$/.test(name) || name === `nvidia${minor}`));
+  return readdirSync(dev).filter((name) => GPU_DEVICES.test(name) && own(name)).map((name) => join(dev, name));
 }
 
 /**
@@ -187,6 +198,17 @@ export function venvBase(binDir: string): string | null {
   if (!existsSync(cfg)) return null;
   const home = /^home\s*=\s*(.+)$/m.exec(readFileSync(cfg, 'utf8'))?.[1].trim();
   return home ? dirname(home) : null;
+}
+
+/**
+ * Builds the box's syscall filter (BPF) at `out` with the system Python's libseccomp. Why it cannot,
+ * as one line naming the package, or null.
+ */
+export async function buildSyscallFilter(out: string): Promise<string | null> {
+  const missing = `python3-seccomp is not installed: install the package "${SECCOMP_PACKAGE}" (npx autoresearch provision does, as root)`;
+  if (!existsSync(SYSTEM_PYTHON)) return missing;
+  return execFileAsync(SYSTEM_PYTHON, ['-I', FILTER_SCRIPT, out]).then(() => null, (err: { stderr?: string }) =>
+    /No module named .seccomp/.test(err.stderr ?? '') ? missing : `the syscall filter could not be built (${(err.stderr ?? '').trim().split('\n').at(-1)})`);
 }
 
 /** Why no box can be made here, as one line naming the fix, or null when bwrap works. */
@@ -229,22 +251,35 @@ function runQuietly(cmd: string, args: string[], log: Log): Promise<boolean> {
  * Provisioning: installs bubblewrap where we may (root with apt-get), idempotently; elsewhere says how.
  * Never throws: without bwrap the GPU worker refuses to start, with the same advice.
  */
-export async function ensureBubblewrap(log: Log = console.log, path = process.env.PATH ?? ''): Promise<string | null> {
-  const found = findBwrap(path);
-  if (found) return found;
-  const howTo = `install the package "${SANDBOX_PACKAGE}" from your distribution ` +
-    '(it works unprivileged with user namespaces)';
+export function ensureBubblewrap(log: Log = console.log, path = process.env.PATH ?? ''): Promise<string | null> {
+  const howTo = `install the package "${SANDBOX_PACKAGE}" from your distribution (it works unprivileged with user namespaces)`;
+  return ensurePackage(SANDBOX_PACKAGE, 'the training sandbox', () => findBwrap(path), howTo, log, path);
+}
+
+/** Provisioning: the system Python's libseccomp, which builds the box's syscall filter; where it is, or null. */
+export function ensureSyscallFilter(log: Log = console.log, path = process.env.PATH ?? ''): Promise<string | null> {
+  const howTo = `install the package "${SECCOMP_PACKAGE}" from your distribution`;
+  return ensurePackage(SECCOMP_PACKAGE, "the box's syscall filter", seccompModule, howTo, log, path);
+}
+
+function seccompModule(): string | null {
+  const probe = spawnSync(SYSTEM_PYTHON, ['-I', '-c', 'import seccomp; print(seccomp.__file__)'], { encoding: 'utf8', timeout: PROBE_TIMEOUT_MS });
+  return probe.status === 0 ? probe.stdout.trim() : null;
+}
+
+async function ensurePackage(pkg: string, role: string, found: () => string | null, howTo: string, log: Log, path: string) {
+  if (found()) return found();
   const aptGet = process.getuid?.() === 0 ? onPath('apt-get', path) : null;
   if (!aptGet) {
-    log(`bubblewrap (the training sandbox) is missing: ${howTo}`);
+    log(`${pkg} (${role}) is missing: ${howTo}`);
     return null;
   }
-  log(`installing ${SANDBOX_PACKAGE} (the training sandbox) with apt-get`);
-  const install = ['install', '-y', '--no-install-recommends', SANDBOX_PACKAGE];
+  log(`installing ${pkg} (${role}) with apt-get`);
+  const install = ['install', '-y', '--no-install-recommends', pkg];
   const installed = async () => runQuietly(aptGet, install, log);
   const ok = (await installed()) || ((await runQuietly(aptGet, ['update'], log)) && (await installed())); // stale lists
-  if (!ok || !findBwrap(path)) log(`could not install ${SANDBOX_PACKAGE}: ${howTo}`);
-  return findBwrap(path);
+  if (!ok || !found()) log(`could not install ${pkg}: ${howTo}`);
+  return found();
 }
 
 /** This worker's own install (code, .autoresearch/ state): the nearest folder above with a package.json. */
@@ -265,6 +300,8 @@ export interface BoxRequest {
   validation?: 'shown' | 'hidden'; // default shown; hidden from the training of a target that declares `evaluate`
   channel?: string; // a directory shown read-only (the evaluation's pipes, which stay writable)
   tmpfsBytes?: number; // the size of each in-memory folder of the box
+  filtered?: boolean; // its command gets the syscall filter on FILTER_FD
+  gpuMinor?: number; // the slot's GPU, as /dev/nvidiaN numbers it: the only GPU node the box gets
 }
 
 /**
@@ -315,8 +352,9 @@ export async function planBox(req: BoxRequest): Promise<Box> {
     readOnly: existing([cacheDir(), pythonEnv, base, req.channel]),
     // Repos laid out like the original look for their data in ~/.cache/autoresearch: the box's HOME has it.
     aliases: existing([cacheDir()]).map((cache) => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),
-    devices: gpuDevices(),
+    devices: gpuDevices('/dev', req.gpuMinor),
     network: req.network,
+    filtered: req.filtered,
     env: req.env,
   };
 }

@@ -33,12 +33,14 @@ const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ'
 export interface Slot {
   name: string; // worker identity, e.g. host-slot0
   checkout: string; // this worker's clone of the research repo
-  cudaVisibleDevices?: string; // the GPU this slot owns
+  cudaVisibleDevices?: string; // the GPU this slot owns, by nvidia-smi's index
+  gpu?: { uuid: string; minor: number }; // that GPU as the driver names it, where known: its box shows no other
   pathPrefix?: string; // a bin directory put first on PATH (the shipped targets' Python environment)
   sandbox?: boolean; // default true: the command runs in a bubblewrap box; false only with --no-sandbox
   network?: boolean; // the box shares the host's network (gpu-worker --network)
   scratchRoot?: string; // where scratch copies go (default SCRATCH_ROOT)
   limits?: Limits; // memory, processes, file size: on every training, boxed or not (default: one slot's)
+  syscallFilter?: string; // the box's seccomp filter (BPF), built at the worker's start; never with --no-sandbox
 }
 
 const limitsOf = (slot: Slot) => slot.limits ?? defaultLimits(1);
@@ -56,7 +58,8 @@ export function trainingEnv(slot: Slot, input: EnvInput, from = process.env): Re
   env.AUTORESEARCH_TIME_BUDGET = String(input.budgetSeconds);
   env.AUTORESEARCH_EXPERIMENT_ID = input.experimentId;
   env.AUTORESEARCH_SEED = String(input.seed);
-  env.CUDA_VISIBLE_DEVICES = slot.cudaVisibleDevices ?? '';
+  // By UUID where known: in a box that shows one GPU node, CUDA may number that GPU 0, whatever its index.
+  env.CUDA_VISIBLE_DEVICES = slot.gpu?.uuid ?? slot.cudaVisibleDevices ?? '';
   env.PYTHONUNBUFFERED = '1'; // progress lines arrive as they are printed
   return env;
 }
@@ -207,7 +210,7 @@ async function trainAndScore(
     experimentId: input.experimentId, scorer: declared.scorer, server: input.command, scratch: dir,
     harness: paths.filter((p) => isHarnessPath(p, editable)), scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT,
     env: trainingEnv(slot, input), timeoutMs: Math.max(input.timeoutMs - seconds * 1000, 0),
-    signal: ctx.cancellationSignal, box: boxFor(slot, false), beat: hb.beat,
+    signal: ctx.cancellationSignal, box: boxFor(slot, false), filter: slot.syscallFilter, beat: hb.beat,
   });
   if (ctx.cancellationSignal.aborted) await ctx.cancelled;
   return belowFloor(scored(fields, summary, evaluation), declared.floor);
@@ -275,7 +278,10 @@ function boxFor(slot: Slot, network: boolean): BoxFor {
   const limits = limitPrefix(limitsOf(slot));
   if (slot.sandbox === false) return async () => limits;
   const { checkout, pathPrefix } = slot;
-  const common = { scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network, tmpfsBytes: tmpfsBytes(limitsOf(slot)) };
+  const common = {
+    scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network,
+    tmpfsBytes: tmpfsBytes(limitsOf(slot)), filtered: slot.syscallFilter !== undefined, gpuMinor: slot.gpu?.minor,
+  };
   return async (req) => [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox({ ...common, ...req })), ...limits];
 }
 
@@ -288,7 +294,8 @@ async function runBoxed(
   const box = await boxFor(slot, Boolean(slot.network))({ scratch: dir, validation, env });
   hb.commandStarted();
   const outcome = await runCommand(input.command, {
-    cwd: dir, env, box, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal, onLine: hb.progress,
+    cwd: dir, env, box, filter: slot.syscallFilter, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal,
+    onLine: hb.progress,
   });
   if (outcome.aborted) await ctx.cancelled;
   return outcome;

@@ -2,14 +2,15 @@
 // time, pinned to its own GPU when it has one, every training in its own box.
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { git, resolve, rootCommit } from '../activities/git';
 import { RepoError } from '../activities/repo';
 import { gpuQueueFor } from '../workflows/types';
 import { defaultLimits, type Limits } from './limits';
-import { realPath, sandboxProblem } from './sandbox';
-import { sweepScratch } from './scratch';
+import { buildSyscallFilter, realPath, sandboxProblem } from './sandbox';
+import { sweepScratch, workerScratch } from './scratch';
 import { createTrainingActivities, slotName, type Slot } from './training';
 
 export interface GpuWorkerOptions {
@@ -26,10 +27,12 @@ export interface GpuWorkerOptions {
 export function slotsFor(opts: GpuWorkerOptions): Slot[] {
   const count = opts.gpus?.length ?? opts.slots;
   const limits = defaultLimits(count, opts.limits);
+  const identities = opts.gpus ? gpuIdentities(opts.gpus) : new Map<string, GpuIdentity>();
   return Array.from({ length: count }, (_, i) => ({
     name: slotName(i),
     checkout: opts.checkout,
     cudaVisibleDevices: opts.gpus?.[i],
+    gpu: opts.gpus && identities.get(opts.gpus[i]),
     pathPrefix: opts.pathPrefix,
     sandbox: opts.sandbox !== false,
     network: Boolean(opts.network),
@@ -60,7 +63,8 @@ export async function createGpuWorker(connection: NativeConnection, namespace: s
   if (problem) throw new Error(problem);
   const swept = await sweepScratch();
   if (swept.length) opts.log?.(`removed the scratch directories of ${swept.length} dead worker(s): ${swept.join(' ')}`);
-  const slots = slotsFor(opts);
+  const filter = opts.sandbox === false ? undefined : await syscallFilter(opts.log);
+  const slots = slotsFor(opts).map((slot) => ({ ...slot, syscallFilter: filter }));
   return Worker.create({
     connection,
     namespace,
@@ -71,9 +75,60 @@ export async function createGpuWorker(connection: NativeConnection, namespace: s
   });
 }
 
+/** The boxes' syscall filter, built in this worker's scratch folder; none (and a line saying why) where it cannot be. */
+async function syscallFilter(log: GpuWorkerOptions['log']): Promise<string | undefined> {
+  const path = join(await workerScratch(), 'syscalls.bpf');
+  const problem = await buildSyscallFilter(path);
+  log?.(problem ? `warning: no syscall filter in the boxes: ${problem}` : 'syscall filter: seccomp refuses ptrace, keyctl, bpf, ' +
+    'userfaultfd, perf_event_open, mounts, new namespaces, kernel modules and kexec in every box');
+  return problem ? undefined : path;
+}
+
 /** GPU indexes from `nvidia-smi --query-gpu=index --format=csv,noheader`: one number a line. */
 export function parseGpuIndexes(text: string): string[] {
   return text.split('\n').map((l) => l.trim()).filter((l) => /^\d+$/.test(l));
+}
+
+/** A GPU as the driver names it: CUDA selects it by UUID, the box shows it as /dev/nvidia<minor>. */
+export interface GpuIdentity {
+  uuid: string;
+  minor: number;
+}
+
+/** `index, uuid` lines of `nvidia-smi --query-gpu=index,uuid --format=csv,noheader`. */
+export function parseGpuUuids(text: string): Map<string, string> {
+  const pairs = text.split('\n').map((l) => /^\s*(\d+)\s*,\s*(GPU-[\w-]+)\s*$/.exec(l)).filter((m) => m !== null);
+  return new Map(pairs.map((m) => [m[1], m[2]]));
+}
+
+/** The UUID and device minor of the driver's `/proc/driver/nvidia/gpus/<bus>/information`, or null. */
+export function parseGpuInformation(text: string): GpuIdentity | null {
+  const uuid = /^GPU UUID:\s*(GPU-[\w-]+)/m.exec(text)?.[1];
+  const minor = /^Device Minor:\s*(\d+)/m.exec(text)?.[1];
+  return uuid && minor ? { uuid, minor: Number(minor) } : null;
+}
+
+/**
+ * Each GPU index's identity, from nvidia-smi and the driver's /proc files: nvidia-smi's index is not
+ * always the device minor. An index left out is one whose node cannot be told: its slot's box shows every GPU node.
+ */
+export function gpuIdentities(indexes: string[], proc = '/proc/driver/nvidia/gpus'): Map<string, GpuIdentity> {
+  const out = spawnSync('nvidia-smi', ['--query-gpu=index,uuid', '--format=csv,noheader'], { encoding: 'utf8' });
+  const uuids = out.status === 0 ? parseGpuUuids(out.stdout) : new Map<string, string>();
+  const known = (existsSync(proc) ? readdirSync(proc) : [])
+    .flatMap((bus) => parseGpuInformation(readText(join(proc, bus, 'information'))) ?? []);
+  return new Map(indexes.flatMap((index) => {
+    const found = known.find((g) => g.uuid === uuids.get(index));
+    return found ? [[index, found] as const] : [];
+  }));
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** `--gpus all`: every GPU nvidia-smi lists, or none when there is no nvidia-smi or no GPU. */

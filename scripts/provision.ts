@@ -7,7 +7,7 @@ import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/p
 import { homedir, tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ensureBubblewrap } from '../gpu-worker/sandbox';
+import { ensureBubblewrap, ensureSyscallFilter } from '../gpu-worker/sandbox';
 import { UserError } from './errors';
 
 export const CACHE_DIR = process.env.AUTORESEARCH_CACHE ?? join(homedir(), '.cache', 'autoresearch');
@@ -189,5 +189,6 @@ export async function provision(log: Log = console.log): Promise<{ cli: string; 
   const pythonBin = await pythonEnv(log, [...targetPackages('tiny'), 'pyflakes']); // pyflakes: the control worker's checker
   log(`python env:   ${pythonBin}`);
   log(`sandbox:      ${(await ensureBubblewrap(log)) ?? 'none: trainings need bubblewrap, or gpu-worker --no-sandbox'}`);
+  log(`syscalls:     ${(await ensureSyscallFilter(log)) ?? 'no filter: install python3-seccomp (boxes run without one)'}`);
   return { cli, pythonBin };
 }

@@ -9,7 +9,9 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SCRATCH_ROOT } from '../gpu-worker/scratch';
-import { parseGpuIndexes, type GpuWorkerOptions } from '../gpu-worker/worker';
+import { gpuDevices } from '../gpu-worker/sandbox';
+import { trainingEnv } from '../gpu-worker/training';
+import { gpuIdentities, parseGpuIndexes, parseGpuInformation, parseGpuUuids, type GpuWorkerOptions } from '../gpu-worker/worker';
 import { pythonEnv, targetPackages } from '../scripts/provision';
 import { runConfigFrom, startRun } from '../scripts/runs';
 import { readRecords, resultsDir } from '../activities/results';
@@ -40,6 +42,42 @@ describe('GPU slots', () => {
   test('nvidia-smi\'s index list is read as GPU indexes', () => {
     assert.deepEqual(parseGpuIndexes('0\n1\n 2 \n\n'), ['0', '1', '2']);
     assert.deepEqual(parseGpuIndexes('No devices were found\n'), []);
+  });
+
+  test("a slot's box gets its own /dev/nvidiaN (by the driver's minor, not nvidia-smi's index) and the control nodes, and CUDA picks it by UUID", async () => {
+    const dev = await mkdtemp(join(tmpdir(), 'fake-dev-'));
+    const nodes = ['nvidia0', 'nvidia1', 'nvidia10', 'nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset', 'nvidia-caps', 'dri', 'null'];
+    for (const name of nodes) await writeFile(join(dev, name), '');
+    const names = (minor?: number) => gpuDevices(dev, minor).map((p) => p.slice(dev.length + 1)).sort();
+    assert.deepEqual(names(), nodes.filter((n) => n !== 'null').sort(), 'unknown minor: every GPU node, as before');
+    assert.deepEqual(names(1), ['nvidia-caps', 'nvidia-modeset', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia1', 'nvidiactl']);
+
+    const uuidA = 'GPU-1b2c3d4e-0000-1111-2222-333344445555';
+    const uuidB = 'GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff';
+    assert.deepEqual([...parseGpuUuids(`0, ${uuidB}\n1, ${uuidA}\n\n`)], [['0', uuidB], ['1', uuidA]]);
+    const info = (uuid: string, minor: number) => `Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 0\nGPU UUID: \t\t ${uuid}\nDevice Minor: \t\t ${minor}\n`;
+    assert.deepEqual(parseGpuInformation(info(uuidA, 10)), { uuid: uuidA, minor: 10 });
+    assert.equal(parseGpuInformation('garbage'), null);
+
+    // nvidia-smi's index 0 is the GPU whose node is /dev/nvidia1, and index 1's node is /dev/nvidia0.
+    const proc = await mkdtemp(join(tmpdir(), 'fake-proc-gpus-'));
+    for (const [bus, uuid, minor] of [['0000:1a:00.0', uuidA, 0], ['0000:88:00.0', uuidB, 1]] as const) {
+      mkdirSync(join(proc, bus));
+      await writeFile(join(proc, bus, 'information'), info(uuid, minor));
+    }
+    const smi = await fakeNvidiaSmi(`echo "0, ${uuidB}"; echo "1, ${uuidA}"`);
+    const path = process.env.PATH;
+    process.env.PATH = `${smi}:${path}`;
+    try {
+      const found = gpuIdentities(['0', '1', '7'], proc);
+      assert.deepEqual(found.get('0'), { uuid: uuidB, minor: 1 });
+      assert.deepEqual(found.get('1'), { uuid: uuidA, minor: 0 });
+      assert.equal(found.has('7'), false, 'a GPU the driver does not list is left out');
+      const env = trainingEnv({ name: 's0', checkout: '/x', cudaVisibleDevices: '0', gpu: found.get('0') }, { experimentId: 'e', budgetSeconds: 1, seed: 1 }, {});
+      assert.equal(env.CUDA_VISIBLE_DEVICES, uuidB);
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   test('gpu-worker --gpus all opens one slot per GPU nvidia-smi lists, on its repo\'s queue, sweeping dead workers\' scratch; with none it points to --slots', async () => {

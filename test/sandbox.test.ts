@@ -12,7 +12,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
-import { BOX_HOME, bwrapArgs, ensureBubblewrap, findBwrap, planBox, venvBase, type Box } from '../gpu-worker/sandbox';
+import { BOX_HOME, buildSyscallFilter, bwrapArgs, ensureBubblewrap, findBwrap, planBox, venvBase, type Box } from '../gpu-worker/sandbox';
 import { describeLimits } from '../gpu-worker/limits';
 import { materialize, newScratch, sweepScratch, workerScratch } from '../gpu-worker/scratch';
 import { createTrainingActivities, type Slot } from '../gpu-worker/training';
@@ -117,6 +117,9 @@ describe('bwrapArgs: the box as arguments', () => {
     assert.ok(!args.includes('--share-net'), 'no network by default');
     assert.ok(bwrapArgs({ ...box, network: true }).includes('--share-net'), '--network shares it');
     assert.ok(!args.includes('--as-pid-1'), "bwrap's own init reaps, so a process left behind dies with the box");
+    assert.ok(!args.includes('--seccomp'));
+    const filtered = bwrapArgs({ ...box, filtered: true });
+    assert.equal(filtered[filtered.indexOf('--seccomp') + 1], '4', 'the syscall filter arrives on fd 4 (guard.sh keeps 3)');
   });
 
   test('the host shows its system folders read-only with a new /proc and /dev; of its trees the scratch alone is writable, hidden ones are empty and read-only', () => {
@@ -180,6 +183,7 @@ describe('a hostile training in the box', () => {
   let slot: Slot;
   let holder: ChildProcess; // stands for the GPU worker started with keys in its environment
   let base: string;
+  let syscallFilter: string;
 
   before(async () => {
     holder = spawn('sleep', ['600'], { env: { ...process.env, ...FAKE_KEYS }, stdio: 'ignore' });
@@ -200,7 +204,9 @@ describe('a hostile training in the box', () => {
     gitIn(base, 'clone', '--quiet', await makeRepo({ 'train.py': `${SUMMARY}\n`, 'prepare.py': 'EVAL_BYTES = 1024\n' }), research);
     checkout = join(base, 'checkout');
     gitIn(base, 'clone', '--quiet', research, checkout); // its origin is the research repo, as on one host
-    slot = { name: 'host-slot0', checkout, pathPrefix: pythonBin, scratchRoot: join(base, 'scratch') };
+    syscallFilter = join(base, 'syscalls.bpf');
+    assert.equal(await buildSyscallFilter(syscallFilter), null, 'npm test provisions python3-seccomp');
+    slot = { name: 'host-slot0', checkout, pathPrefix: pythonBin, scratchRoot: join(base, 'scratch'), syscallFilter };
   });
 
   after(() => {
@@ -282,6 +288,33 @@ print("attempt holder:", os.path.exists("/proc/${holder.pid}/stat") and "(sleep)
       assert.equal(control.shadow, 'read', 'as root, without the box, /etc/shadow is read: the probe works');
       assert.equal(control.sysctl, 'written', 'and the kernel setting is written');
     }
+  });
+
+  test('the syscall filter refuses keyctl, new user namespaces, mounts, perf events and ptrace with EPERM; without it the same calls run', async () => {
+    // x86_64 syscall numbers, through libc's syscall(): keyctl 250, perf_event_open 298, ptrace 101
+    const probe = `python -c '
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def seen(name, r):
+    e = ctypes.get_errno()
+    print("attempt " + name + ":", "refused" if r == -1 and e == errno.EPERM else "ran" if r != -1 else "failed " + errno.errorcode[e])
+seen("keyctl", libc.syscall(250, 0, -2, 1))
+seen("userns", libc.unshare(0x10000000))
+os.makedirs("m", exist_ok=True)
+seen("mount", libc.mount(b"none", b"m", b"tmpfs", 0, None))
+attr = (ctypes.c_uint32 * 32)(1, 128, 0)  # PERF_TYPE_SOFTWARE, sizeof(perf_event_attr), PERF_COUNT_SW_CPU_CLOCK
+seen("perf", libc.syscall(298, attr, 0, -1, -1, 0))
+seen("ptrace", libc.syscall(101, 0, 0, 0, 0))
+'; python -c '${SUMMARY}'`;
+    const { result } = await trainOnce(slot, inputFor(checkout, probe));
+    assert.equal(result.exitCode, 0, result.logTail);
+    const seen = report(result);
+    for (const call of ['keyctl', 'userns', 'mount', 'perf', 'ptrace']) assert.equal(seen[call], 'refused', `${call}: ${result.logTail}`);
+
+    const unfiltered = await trainOnce({ ...slot, syscallFilter: undefined }, inputFor(checkout, probe));
+    const control = report(unfiltered.result);
+    assert.equal(control.keyctl, 'ran', 'a box without the filter runs keyctl: the probe works');
+    assert.equal(control.userns, 'ran', 'and makes a user namespace');
   });
 
   test('past a limit (memory, processes, file size, in-memory folders) a training is a crash that names it; the worker goes on', { timeout: 120_000 }, async () => {
@@ -459,7 +492,9 @@ except OSError as e:
 describe('real targets in the box', () => {
   test('the shipped tiny target trains and scores inside the box, its data read through the box HOME', async () => {
     const repo = await initRepo('tiny', join(scratchDir('tiny'), 'repo'), () => {});
-    const slot: Slot = { name: 'host-slot0', checkout: repo, pathPrefix: await pythonEnv(() => {}), scratchRoot: scratchDir('scratch') };
+    const syscallFilter = join(scratchDir('filter'), 'syscalls.bpf');
+    assert.equal(await buildSyscallFilter(syscallFilter), null);
+    const slot: Slot = { name: 'host-slot0', checkout: repo, pathPrefix: await pythonEnv(() => {}), scratchRoot: scratchDir('scratch'), syscallFilter };
     const command = JSON.parse(readFileSync(join(repo, 'autoresearch.json'), 'utf8')).command as string;
     const { result, heartbeats } = await trainOnce(slot, { ...inputFor(repo, command), budgetSeconds: 3 });
     assert.equal(result.exitCode, 0, result.logTail);
