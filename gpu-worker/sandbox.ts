@@ -268,7 +268,8 @@ function seccompModule(): string | null {
 }
 
 async function ensurePackage(pkg: string, role: string, found: () => string | null, howTo: string, log: Log, path: string) {
-  if (found()) return found();
+  const present = found(); // a probe each time (seccomp's spawns a Python): once when it is there already
+  if (present) return present;
   const aptGet = process.getuid?.() === 0 ? onPath('apt-get', path) : null;
   if (!aptGet) {
     log(`${pkg} (${role}) is missing: ${howTo}`);
