@@ -119,6 +119,7 @@ describe('mistakes caught before reaching the server', () => {
     const start = ['start', '--repo', repo, '--tag', 't'];
     const llm = { ...UNREACHABLE, OPENAI_BASE_URL: 'http://127.0.0.1:1/v1', AUTORESEARCH_MODEL: 'm' };
     await expectOneLine([...start, '--ahead=-1'], /--ahead: "-1" is not a whole number ≥ 0/);
+    await expectOneLine([...start, '--rerun-grace', 'soon'], /--rerun-grace: "soon" is not a duration/);
     await expectOneLine([...start, '--max-proposer-failures', '0'], /--max-proposer-failures: "0" is not a whole number ≥ 1/);
     await expectOneLine([...start, '--history-size', 'lots'], /--history-size: "lots" is not a whole number ≥ 1/);
     await expectOneLine([...start, '--temperature', '2.5'], /--temperature: "2.5" is not a number from 0 to 2/, llm);
@@ -127,7 +128,7 @@ describe('mistakes caught before reaching the server', () => {
     await expectOneLine([...start, '--false-keep', '0.7'], /--false-keep: "0.7" is not a number from 0 to 0.5/);
     await expectOneLine([...start, '--false-keep', '0.01', '--confirm-z', '2'], /--false-keep replaces --confirm-z: give one of them/);
     // Valid values get past validation, as far as the (unreachable) server.
-    const valid = ['--ahead', '0', '--max-proposer-failures', '3', '--history-size', '10', '--temperature', '0', '--llm-max-tokens', '800', '--false-keep', '0.05'];
+    const valid = ['--ahead', '0', '--rerun-grace', '30s', '--max-proposer-failures', '3', '--history-size', '10', '--temperature', '0', '--llm-max-tokens', '800', '--false-keep', '0.05'];
     await expectOneLine([...start, ...valid], /cannot reach the Temporal server/, llm);
   });
 

@@ -109,7 +109,7 @@ test('a queued proposal is merged onto the best when it moves, and one that conf
   ]);
   const run = await study(
     XY,
-    (repo) => studyConfig(repo, 'rebase', { proposer: 'llm', model: 'm', ahead: 1, maxExperiments: 4 }),
+    (repo) => studyConfig(repo, 'rebase', { proposer: 'llm', model: 'm', ahead: 1, maxExperiments: 4, rerunGraceMs: 60_000 }), // no rerun while a proposal is late
     1,
   );
   const view = await run.finished;

@@ -16,8 +16,10 @@ let env: TestWorkflowEnvironment;
 before(async () => (env = await devServer()));
 after(() => closeDevServer(env));
 
+// These tests name every row: a slot waiting on a proposal slowed by a loaded machine must not train a rerun.
 function config(repo: string, tag: string, extra: Partial<RunConfig> = {}): RunConfig {
   return {
+    rerunGraceMs: 60_000,
     tag, repo, proposer: 'sweep', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 4_000,
     budgetSeconds: 1, parallel: 1, maxExperiments: 7, seed: 1, minImprovement: 0, ...extra,
   };

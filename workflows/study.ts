@@ -493,7 +493,7 @@ function wantsVerify(config: RunConfig, s: Study, ending: string): boolean {
 function nextWake(config: RunConfig, s: Study, at: number, ending: string | null): number | null {
   const times: number[] = [];
   if (ending === null && config.untilMs !== undefined) times.push(config.untilMs - config.timeoutMs + 1);
-  if (s.idleSince !== null) times.push(rerunFrom(s));
+  if (s.idleSince !== null) times.push(rerunFrom(config, s));
   const later = times.filter((t) => t > at);
   return later.length ? Math.min(...later) : null;
 }
@@ -502,9 +502,9 @@ function nextWake(config: RunConfig, s: Study, at: number, ending: string | null
  * When a free slot with nothing ready trains a rerun: after the grace while a proposal is merging or due
  * within it (the first proposal's time is not known yet), else at once, so no slot waits a think time.
  */
-function rerunFrom(s: Study): number {
+function rerunFrom(config: RunConfig, s: Study): number {
   const idle = s.idleSince!;
-  const graceEnd = idle + Math.max(IDLE_GRACE_MS, IDLE_GRACE_SHARE * s.trainingMs);
+  const graceEnd = idle + (config.rerunGraceMs ?? Math.max(IDLE_GRACE_MS, IDLE_GRACE_SHARE * s.trainingMs));
   if ((s.rules ?? 1) < 2 || s.proposalMs === 0 || s.ready.some((r) => r.merging)) return graceEnd;
   return s.asking.some((a) => a.since + s.proposalMs <= graceEnd) ? graceEnd : idle;
 }
@@ -542,7 +542,7 @@ function fillSlots(config: RunConfig, s: Study, at: number, out: Command[]): voi
     // A rerun bridges a proposer that is late, one a slot; one that is gone must not turn the night into reruns.
     if (s.rerunsInARow >= config.parallel || s.asking.length + s.ready.length === 0) break;
     s.idleSince ??= at;
-    if (at < rerunFrom(s)) return;
+    if (at < rerunFrom(config, s)) return;
     s.rerunsInARow++;
     const description = `rerun of the best (${bestCommit.slice(0, 7)}) on a fresh seed`;
     launch(config, s, at, { parent: bestCommit, tree: bestCommit, commit: bestCommit, description, rerun: true }, out);

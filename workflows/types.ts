@@ -37,6 +37,7 @@ export interface RunConfig {
   llmTimeoutMs?: number; // per chat-completions call
   maxTokensTotal?: number; // the llm proposer's spend for the night: no call starts past it
   ahead?: number; // proposals prepared ahead of the slots (default: enough to keep every lane fed)
+  rerunGraceMs?: number; // a free slot waits this long for a late proposal before a rerun of the best (default: 1 s or 2% of a training)
   maxProposerFailures?: number; // proposer failures in a row that halt the run (default 5)
   experimentsPerHistory?: number; // continue-as-new after this many experiments (default 100)
   temperature?: number; // the llm proposer's sampling temperature (recorded with each experiment)
