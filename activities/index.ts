@@ -28,7 +28,7 @@ import {
   treeOf,
 } from './git';
 import { harnessDigest } from './harness';
-import { ablationArms, morningSetup, verifyArms, writeMorning } from './morning';
+import { ablationArms, compareArms, morningSetup, verifyArms, writeMorning } from './morning';
 import { RepoError, branchOf, checkRepo } from './repo';
 import { proposeWithLlm } from './llm';
 import { appendRecord, readRecords } from './results';
@@ -324,6 +324,7 @@ export const controlActivities = {
   morningSetup: (config: RunConfig) => userFacing(() => morningSetup(config)),
   verifyArms,
   ablationArms,
+  compareArms: (config: RunConfig, refs: string[]) => userFacing(() => compareArms(config, refs)),
   writeMorning,
 };
 export type ControlActivities = typeof controlActivities;

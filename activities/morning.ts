@@ -1,5 +1,6 @@
 // The morning's questions, on the control side: which commits to train again (the baseline and the best
-// for `verify`; the best without each kept change for `ablate`), and where their answers are written.
+// for `verify`; the best without each kept change for `ablate`; the refs named to `compare`), and where
+// their answers are written.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,11 +19,15 @@ import { harnessDigest } from './harness';
 import { RepoError } from './repo';
 import { resultsDir } from './results';
 
-export interface MorningSetup {
-  baseline: string; // the run's baseline commit
-  best: string; // the branch tip: the last keep
+/** What every training of a morning question shares: the harness it must find, the workers that hold the repo. */
+export interface TrainingSetup {
   harnessDigest: string;
   gpuQueue: string;
+}
+
+export interface MorningSetup extends TrainingSetup {
+  baseline: string; // the run's baseline commit
+  best: string; // the branch tip: the last keep
 }
 
 async function readFiles(config: RunConfig, commit: string): Promise<Record<string, string>> {
@@ -41,6 +46,33 @@ export async function morningSetup(config: RunConfig): Promise<MorningSetup> {
     );
   const digest = harnessDigest(await treeEntries(config.repo, baseline), config.editable);
   return { baseline, best, harnessDigest: digest, gpuQueue: gpuQueueFor(await rootCommit(config.repo, baseline)) };
+}
+
+/**
+ * `compare`: each ref resolved to its commit, with its editable files. Scores are comparable only under one
+ * harness and one set of GPU workers, so a ref that changes the harness, or comes from another history, is refused.
+ */
+export async function compareArms(config: RunConfig, refs: string[]): Promise<{ setup: TrainingSetup; arms: Arm[] }> {
+  if (refs.length < 2) throw new RepoError(`compare: name at least two refs of ${config.repo}`);
+  if (new Set(refs).size < refs.length) throw new RepoError(`compare: a ref is named twice (${refs.join(' ')})`);
+  const arms: Arm[] = [];
+  let setup: TrainingSetup | null = null;
+  for (const ref of refs) {
+    const commit = ref.startsWith('-') ? null : await resolve(config.repo, ref);
+    if (!commit) throw new RepoError(`compare: ${ref} is not a branch, tag or commit of ${config.repo}`);
+    const own = {
+      harnessDigest: harnessDigest(await treeEntries(config.repo, commit), config.editable),
+      gpuQueue: gpuQueueFor(await rootCommit(config.repo, commit)),
+    };
+    setup ??= own;
+    if (own.gpuQueue !== setup.gpuQueue) throw new RepoError(`compare: ${ref} does not share ${refs[0]}'s history`);
+    if (own.harnessDigest !== setup.harnessDigest)
+      throw new RepoError(
+        `compare: ${ref} changes the harness against ${refs[0]} (files other than ${config.editable.join(', ')}): their scores cannot be compared`,
+      );
+    arms.push({ name: ref, commit, files: await readFiles(config, commit) });
+  }
+  return { setup: setup!, arms };
 }
 
 /** `verify`: the baseline and the best, each to be trained again. */
@@ -160,10 +192,10 @@ async function mergeBack(config: RunConfig, best: string, change: string, path: 
   }
 }
 
-/** verdict.json or ablation.json beside the run's results. */
+/** verdict.json, ablation.json or comparison.json beside the run's results. */
 export async function writeMorning(
   config: RunConfig,
-  name: 'verdict.json' | 'ablation.json',
+  name: 'verdict.json' | 'ablation.json' | 'comparison.json',
   value: unknown,
 ): Promise<string> {
   const path = join(resultsDir(config.repo, config.tag), name);

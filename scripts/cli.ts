@@ -41,6 +41,10 @@ const USAGE: Record<string, { args: string; about: string }> = {
   report: { args: 'TAG [--repo PATH]', about: 'a progress chart (SVG, PNG) and a summary, written to results/TAG/report/' },
   verify: { args: 'TAG [--runs 3]', about: "the night's gain: the baseline and the best trained again, with a 95% interval" },
   ablate: { args: 'TAG [--runs 3]', about: 'what each kept change is worth: the best trained without it, with intervals' },
+  compare: {
+    args: '--repo PATH REF REF... [--tag compare] [--runs 5] [--parallel P] [--timeout 5m] [--budget SECONDS]\n        [--command CMD] [--editable a.py,b.py] [--json]',
+    about: 'refs trained side by side on the same seeds: intervals, pairwise verdicts (Holm), a ranking',
+  },
   provision: { args: '', about: 'find or fetch the Temporal CLI, and make the Python environment' },
 };
 
@@ -250,6 +254,17 @@ const verbs: Record<string, Verb> = {
     console.log(`ablating ${tag}: the best without each kept change, ${runs} trainings each`);
     const ablation = await ablateRun(await connectedClient(), tag, runs);
     for (const line of ablationLines(ablation)) console.log(line);
+  },
+
+  async compare(argv) {
+    const { COMPARE_OPTIONS, runConfigFrom } = await import('./runs');
+    const { flags, positionals } = parseFlags('compare', argv, { ...COMPARE_OPTIONS, runs: { type: 'string' }, json: { type: 'boolean' } });
+    const { DEFAULT_COMPARE_RUNS, compareRun, comparisonLines } = await import('./morning');
+    const runs = flags.runs === undefined ? DEFAULT_COMPARE_RUNS : parseCount('--runs', flags.runs as string, 2);
+    const { config } = await runConfigFrom({ ...flags, tag: flags.tag ?? 'compare', proposer: 'sweep' }, process.env, 'compare');
+    if (!flags.json) console.log(`comparing ${positionals.join(', ')}: ${runs} trainings each, on the same seeds, interleaved`);
+    const comparison = await compareRun(await connectedClient(), { config, runs, refs: positionals });
+    console.log(flags.json ? JSON.stringify(comparison, null, 2) : comparisonLines(comparison).join('\n'));
   },
 };
 

@@ -1,14 +1,15 @@
-// `verify TAG` and `ablate TAG`: the morning's questions, each started as a workflow beside the study
-// (`autoresearch-<tag>.verify`, `autoresearch-<tag>.ablate`) and awaited, so a restart loses nothing.
+// `verify TAG`, `ablate TAG` and `compare REF...`: the morning's questions, each started as a workflow beside
+// the study (`autoresearch-<tag>/verify`, `…/ablate`, `…/compare`) and awaited, so a restart loses nothing.
 import { WorkflowNotFoundError, defaultPayloadConverter, type Client } from '@temporalio/client';
-import { ablateWorkflow, verifyWorkflow } from '../workflows';
-import type { MorningInput } from '../workflows/morning';
+import type * as workflows from '../workflows';
+import type { CompareInput, MorningInput } from '../workflows/morning';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
 import {
   CONTROL_QUEUE,
   morningWorkflowId,
   workflowIdFor,
   type Ablation,
+  type Comparison,
   type RunConfig,
   type Verdict,
 } from '../workflows/types';
@@ -16,6 +17,7 @@ import { parseTag } from './args';
 import { UserError } from './errors';
 
 export const DEFAULT_MORNING_RUNS = 3; // trainings per arm: enough for an interval, cheap next to a night
+export const DEFAULT_COMPARE_RUNS = 5; // per ref: with Holm over the pairs, three runs rarely tell anything apart
 
 /** The study's configuration, as its latest run was started with it (continue-as-new carries it along). */
 async function studyConfig(client: Client, tag: string): Promise<RunConfig> {
@@ -36,26 +38,50 @@ async function studyConfig(client: Client, tag: string): Promise<RunConfig> {
 }
 
 const ASK = {
-  verify: { workflow: verifyWorkflow, what: 'baseline and best' },
-  ablate: { workflow: ablateWorkflow, what: 'the best without each kept change' },
-} as const;
+  verify: { workflow: 'verifyWorkflow', what: () => 'baseline and best' },
+  ablate: { workflow: 'ablateWorkflow', what: () => 'the best without each kept change' },
+  compare: { workflow: 'compareWorkflow', what: (input: Partial<CompareInput>) => input.refs!.join(' vs ') },
+} as const satisfies Record<string, { workflow: keyof typeof workflows; what: (input: never) => string }>;
 
 /** Starts `question` beside the study and waits for its answer (a second call for a tag asks again). */
-async function ask(client: Client, tag: string, question: keyof typeof ASK, runs: number): Promise<unknown> {
-  const config = await studyConfig(client, tag);
-  return client.workflow.execute<(input: MorningInput) => Promise<unknown>>(ASK[question].workflow, {
+async function ask(client: Client, question: keyof typeof ASK, input: MorningInput | CompareInput): Promise<unknown> {
+  const { config, runs } = input;
+  // By name (the workflows' exported names), as the three take different inputs.
+  return client.workflow.execute(ASK[question].workflow, {
     workflowId: morningWorkflowId(config.tag, question),
     taskQueue: CONTROL_QUEUE,
-    args: [{ config, runs }],
+    args: [input],
     typedSearchAttributes: [{ key: RESEARCH_TAG, value: `${config.tag}.${question}` }],
-    staticSummary: `${question} ${config.tag}: ${ASK[question].what}, ${runs} runs each`,
+    staticSummary: `${question} ${config.tag}: ${ASK[question].what(input)}, ${runs} runs each`,
   });
 }
 
-export const verifyRun = (client: Client, tag: string, runs: number): Promise<Verdict> =>
-  ask(client, tag, 'verify', runs) as Promise<Verdict>;
-export const ablateRun = (client: Client, tag: string, runs: number): Promise<Ablation> =>
-  ask(client, tag, 'ablate', runs) as Promise<Ablation>;
+export const verifyRun = async (client: Client, tag: string, runs: number): Promise<Verdict> =>
+  ask(client, 'verify', { config: await studyConfig(client, tag), runs }) as Promise<Verdict>;
+export const ablateRun = async (client: Client, tag: string, runs: number): Promise<Ablation> =>
+  ask(client, 'ablate', { config: await studyConfig(client, tag), runs }) as Promise<Ablation>;
+/** `compare`: the refs checked here first (each resolves, one harness, one history), so a mistake is one line. */
+export async function compareRun(client: Client, input: CompareInput): Promise<Comparison> {
+  const { compareArms } = await import('../activities/morning');
+  await compareArms(input.config, input.refs);
+  return ask(client, 'compare', input) as Promise<Comparison>;
+}
+
+/** The comparison as a person reads it: each ref's interval, each pair's verdict, the ranking. */
+export function comparisonLines(c: Comparison): string[] {
+  const width = Math.max(...c.refs.map((r) => r.ref.length));
+  const refs = c.refs.map((r) => {
+    const pm = Number.isFinite(r.high - r.low) ? ` ± ${((r.high - r.low) / 2).toFixed(4)}` : '';
+    const crashed = r.crashes ? `, ${r.crashes} crashed` : '';
+    return `${r.ref.padEnd(width)}  ${r.n ? r.mean.toFixed(4) : 'no score'}${pm} (n=${r.n}${crashed})`;
+  });
+  const pairs = c.pairs.map((p) => {
+    const d = p.difference;
+    const verdict = p.real ? `${p.a} is better` : 'cannot be told apart';
+    return `${p.a} vs ${p.b}: ${p.a} lower by ${d.mean.toFixed(4)} [${d.low.toFixed(4)}, ${d.high.toFixed(4)}], p=${p.pHolm.toPrecision(2)} (Holm): ${verdict}`;
+  });
+  return [...refs, ...pairs, `ranking: ${c.line}`];
+}
 
 /** The ablation as a person reads it: one line per kept change. */
 export function ablationLines(ablation: Ablation): string[] {

@@ -49,6 +49,17 @@ export const START_OPTIONS = {
   'verify-runs': { type: 'string' },
 } as const;
 
+/** What `compare` shares with `start`: where the repo is, what a training runs and for how long. */
+export const COMPARE_OPTIONS = {
+  repo: START_OPTIONS.repo,
+  tag: START_OPTIONS.tag,
+  parallel: START_OPTIONS.parallel,
+  timeout: START_OPTIONS.timeout,
+  budget: START_OPTIONS.budget,
+  command: START_OPTIONS.command,
+  editable: START_OPTIONS.editable,
+} as const;
+
 const MAX_TEMPERATURE = 2; // the chat-completions API's upper bound
 
 /** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
@@ -119,8 +130,8 @@ function deadline(text: string | undefined, timeoutMs: number, now = Date.now())
 }
 
 /** Flags > environment > the repo's autoresearch.json > defaults, each validated here. */
-export async function runConfigFrom(flags: Flags, env = process.env): Promise<{ config: RunConfig; why: string }> {
-  const repo = resolve(required(flags, 'repo', 'start'));
+export async function runConfigFrom(flags: Flags, env = process.env, verb = 'start'): Promise<{ config: RunConfig; why: string }> {
+  const repo = resolve(required(flags, 'repo', verb));
   const tag = parseTag(flags.tag as string | undefined);
   const file = await readRepoConfig(repo);
   const str = (name: string) => flags[name] as string | undefined;

@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { crashReason, decide, falseKeepOf, judgeRuns, judgeSequential, NO_NOISE, sigmaOf, withGroup, type Noise } from '../workflows/decide';
-import { difference, sigmaInterval, t975, tAsZ, upperTail, zFor } from '../workflows/stats';
+import { difference, holm, sigmaInterval, t975, tAsZ, upperTail, welchP, zFor } from '../workflows/stats';
 import { CONTEXTS, RULES, nights, rates } from './decision-sim';
 import type { Best, TrainingResult } from '../workflows/types';
 
@@ -173,6 +173,14 @@ describe('quantiles: from stdlib, against published tables', () => {
     const dof = (va + vb) ** 2 / (va ** 2 / 3 + vb ** 2 / 5);
     assert.ok(Math.abs(d.halfWidth - t975(dof) * Math.sqrt(va + vb)) < 1e-9);
     assert.ok(!Number.isInteger(dof));
+  });
+
+  test("Welch's two-sided p and Holm's adjustment, against R (t.test, p.adjust)", () => {
+    // t = 2 on 8 degrees of freedom: p = 0.0805.
+    assert.ok(Math.abs(welchP([1, 2, 3, 4, 5], [3, 4, 5, 6, 7]) - 0.0805) < 1e-4);
+    assert.equal(welchP([1], [2, 3]), 1, 'one run: nothing can be told');
+    assert.deepEqual(holm([0.01, 0.04, 0.03]).map((p) => +p.toFixed(6)), [0.03, 0.06, 0.06]);
+    assert.deepEqual(holm([0.5, 0.9]), [1, 1], 'capped at 1');
   });
 });
 

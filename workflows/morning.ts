@@ -1,6 +1,7 @@
 // The morning's questions, each a workflow of its own beside the study (its own page in the Web UI):
 // `verify` trains the baseline and the best n more times, interleaved, and states the night's gain with a
-// 95% interval; `ablate` trains the best without each kept change and states what each was worth.
+// 95% interval; `ablate` trains the best without each kept change and states what each was worth;
+// `compare` trains any refs side by side and ranks them, saying which differences are real.
 // Every training is an activity in this workflow's history: a crash or restart loses and repeats nothing.
 import { proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
@@ -8,17 +9,18 @@ import { crashReason } from './decide';
 import { trainingActivity } from './experiment';
 import { summary } from './failures';
 import { RESEARCH_TAG } from './search-attributes';
-import { difference, estimate } from './stats';
+import { difference, estimate, holm, welchP } from './stats';
 import {
   CONTROL_QUEUE,
   trainingActivityId,
   type Ablation,
   type Arm,
+  type Comparison,
   type Interval,
   type RunConfig,
   type Verdict,
 } from './types';
-import type { MorningSetup } from '../activities/morning';
+import type { TrainingSetup } from '../activities/morning';
 
 const SEED_BASE = 900_000; // fresh seeds: the study's own trainings use n·16 + i, far below
 
@@ -32,6 +34,12 @@ export interface MorningInput {
   config: RunConfig;
   runs: number; // trainings per arm
 }
+
+export interface CompareInput extends MorningInput {
+  refs: string[]; // branches, tags or commits of config.repo
+}
+
+const FAMILY_ALPHA = 0.05; // compare: the chance that any difference it calls real is not, over all the pairs
 
 export async function verifyWorkflow({ config, runs }: MorningInput): Promise<Verdict> {
   upsertSearchAttributes([{ key: RESEARCH_TAG, value: `${config.tag}.verify` }]);
@@ -83,8 +91,60 @@ export async function ablateWorkflow({ config, runs }: MorningInput): Promise<Ab
   return ablation;
 }
 
+export async function compareWorkflow({ config, runs, refs }: CompareInput): Promise<Comparison> {
+  upsertSearchAttributes([{ key: RESEARCH_TAG, value: `${config.tag}.compare` }]);
+  const { setup, arms } = await control.compareArms(config, refs);
+  const scored = await trainArms(config, setup, arms, runs, 'compare');
+  const comparison = ranked(config.tag, runs, arms, scored);
+  await control.writeMorning(config, 'comparison.json', comparison);
+  setCurrentDetails(`**compared** ${config.tag}: ${comparison.line}`);
+  return comparison;
+}
+
+/**
+ * Every pair tested (Welch, Holm-adjusted over all pairs); a ref's rank is one more than the number of refs
+ * really better than it, so refs that cannot be told apart from the same betters share a rank.
+ */
+function ranked(tag: string, runs: number, arms: Arm[], scored: { scores: number[]; crashes: number }[]): Comparison {
+  const raw: Omit<Comparison['pairs'][number], 'pHolm' | 'real'>[] = [];
+  for (let i = 0; i < arms.length; i++)
+    for (let j = i + 1; j < arms.length; j++) {
+      const [lo, hi] = estimate(scored[i].scores).mean <= estimate(scored[j].scores).mean ? [i, j] : [j, i];
+      const d = difference(scored[lo].scores, scored[hi].scores);
+      raw.push({
+        a: arms[lo].name,
+        b: arms[hi].name,
+        difference: { mean: d.mean, low: d.low, high: d.high, n: d.n },
+        p: welchP(scored[lo].scores, scored[hi].scores),
+      });
+    }
+  const adjusted = holm(raw.map((r) => r.p));
+  const pairs = raw.map((r, k) => ({ ...r, pHolm: adjusted[k], real: adjusted[k] < FAMILY_ALPHA }));
+  const refs = arms.map((arm, i) => ({
+    ...interval(scored[i].scores),
+    ref: arm.name,
+    commit: arm.commit,
+    crashes: scored[i].crashes,
+    rank: 1 + pairs.filter((p) => p.real && p.b === arm.name).length,
+  }));
+  return { tag, runs, refs, pairs, line: rankingLine(refs, pairs) };
+}
+
+/** `1. exp-b; 2. main, exp-a (cannot be told apart)`: rank by rank, best first. */
+export function rankingLine(refs: Comparison['refs'], pairs: Comparison['pairs']): string {
+  const ranks = [...new Set(refs.map((r) => r.rank))].sort((a, b) => a - b);
+  return ranks
+    .map((rank) => {
+      const names = refs.filter((r) => r.rank === rank).sort((a, b) => a.mean - b.mean).map((r) => r.ref);
+      if (names.length === 1) return `${rank}. ${names[0]}`;
+      const apart = pairs.some((p) => p.real && names.includes(p.a) && names.includes(p.b));
+      return `${rank}. ${names.join(', ')} (${apart ? 'some differ' : 'cannot be told apart'})`;
+    })
+    .join('; ');
+}
+
 /** Each arm trained `runs` times on fresh seeds, interleaved (round by round), at most --parallel at once. */
-async function trainArms(config: RunConfig, setup: MorningSetup, arms: Arm[], runs: number, label: string) {
+async function trainArms(config: RunConfig, setup: TrainingSetup, arms: Arm[], runs: number, label: string) {
   const scored = arms.map(() => ({ scores: [] as number[], crashes: 0 }));
   const jobs = Array.from({ length: runs }, (_, round) => arms.map((_, a) => ({ round, a }))).flat();
   let next = 0;

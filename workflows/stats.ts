@@ -1,4 +1,4 @@
-// Means and 95% intervals for the morning's questions (verify, ablate), and the quantiles the decisions use.
+// Means, 95% intervals and p-values for the morning's questions (verify, ablate, compare), and the quantiles the decisions use.
 // Pure: the workflows call it. Quantiles come from stdlib's distributions, at any (fractional) degrees of freedom.
 import chisquareQuantile from '@stdlib/stats-base-dists-chisquare-quantile';
 import normalCdf from '@stdlib/stats-base-dists-normal-cdf';
@@ -50,16 +50,44 @@ export function estimate(xs: number[]): Estimate {
   return { mean, halfWidth: t975(xs.length - 1) * Math.sqrt(variance(xs) / xs.length), n: xs.length };
 }
 
-/** b − a with Welch's 95% interval: how much b's runs differ from a's. */
-export function difference(a: number[], b: number[]): Estimate & { low: number; high: number } {
-  const mean = estimate(b).mean - estimate(a).mean;
-  if (a.length < 2 || b.length < 2)
-    return { mean, halfWidth: Infinity, n: Math.min(a.length, b.length), low: -Infinity, high: Infinity };
+/** b − a, its standard error and Welch's degrees of freedom; null with fewer than two runs on a side. */
+function welch(a: number[], b: number[]): { mean: number; se: number; dof: number } | null {
+  if (a.length < 2 || b.length < 2) return null;
   const va = variance(a) / a.length;
   const vb = variance(b) / b.length;
   const se = Math.sqrt(va + vb);
   const dof =
     se === 0 ? a.length + b.length - 2 : (va + vb) ** 2 / (va ** 2 / (a.length - 1) + vb ** 2 / (b.length - 1));
-  const halfWidth = t975(dof) * se;
-  return { mean, halfWidth, n: Math.min(a.length, b.length), low: mean - halfWidth, high: mean + halfWidth };
+  return { mean: estimate(b).mean - estimate(a).mean, se, dof };
+}
+
+/** b − a with Welch's 95% interval: how much b's runs differ from a's. */
+export function difference(a: number[], b: number[]): Estimate & { low: number; high: number } {
+  const w = welch(a, b);
+  if (w === null) {
+    const mean = estimate(b).mean - estimate(a).mean;
+    return { mean, halfWidth: Infinity, n: Math.min(a.length, b.length), low: -Infinity, high: Infinity };
+  }
+  const halfWidth = t975(w.dof) * w.se;
+  return { mean: w.mean, halfWidth, n: Math.min(a.length, b.length), low: w.mean - halfWidth, high: w.mean + halfWidth };
+}
+
+/** Welch's two-sided p that a and b have the same mean (1 with fewer than two runs on a side). */
+export function welchP(a: number[], b: number[]): number {
+  const w = welch(a, b);
+  if (w === null) return 1;
+  if (w.se === 0) return w.mean === 0 ? 1 : 0;
+  return 2 * (1 - tCdf(Math.abs(w.mean) / w.se, w.dof));
+}
+
+/** Holm's step-down adjustment: each p scaled for the number of hypotheses still standing, kept monotone. */
+export function holm(ps: number[]): number[] {
+  const order = ps.map((p, i) => ({ p, i })).sort((x, y) => x.p - y.p);
+  const adjusted = new Array<number>(ps.length);
+  let running = 0;
+  order.forEach(({ p, i }, k) => {
+    running = Math.max(running, Math.min(1, (ps.length - k) * p));
+    adjusted[i] = running;
+  });
+  return adjusted;
 }

@@ -144,7 +144,7 @@ export interface ExperimentRecord {
   logTail?: string;
 }
 
-/** A commit the morning's questions train again: `verify`'s baseline and best, `ablate`'s best without one change. */
+/** A commit the morning's questions train again: `verify`'s baseline and best, `ablate`'s best without one change, a ref to `compare`. */
 export interface Arm {
   name: string;
   commit: string;
@@ -176,6 +176,22 @@ export interface Ablation {
   tag: string;
   best: Interval & { commit: string };
   changes: { name: string; change: string; commit: string; contribution: Interval | null; problem?: string }[];
+}
+
+/** `compare`: refs of the research repo trained side by side on the same fresh seeds, ranked. */
+export interface Comparison {
+  tag: string;
+  runs: number; // trainings asked of each ref
+  refs: (Interval & { ref: string; commit: string; crashes: number; rank: number })[]; // in the order given
+  pairs: {
+    a: string; // the ref with the lower mean
+    b: string;
+    difference: Interval; // b − a: positive, a scored lower (better)
+    p: number; // Welch's two-sided p
+    pHolm: number; // p adjusted for all the pairs (Holm)
+    real: boolean; // pHolm < 0.05: a is better than b
+  }[];
+  line: string; // e.g. `1. exp-b; 2. main, exp-a (cannot be told apart)`
 }
 
 /** One training of an experiment. */
@@ -232,8 +248,8 @@ export function workflowIdFor(tag: string): string {
  */
 const TAG_END = '/';
 
-/** `verify` and `ablate` run as workflows of their own beside the study: `autoresearch-<tag>/verify`. */
-export function morningWorkflowId(tag: string, question: 'verify' | 'ablate'): string {
+/** `verify`, `ablate` and `compare` run as workflows of their own beside the study: `autoresearch-<tag>/verify`. */
+export function morningWorkflowId(tag: string, question: 'verify' | 'ablate' | 'compare'): string {
   return `${WORKFLOW_ID_PREFIX}${tag}${TAG_END}${question}`;
 }
 
