@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendRecord, divergedThreshold, readRecords, resultsDir, shortScore } from '../activities/results';
 import { parseSummary } from '../gpu-worker/summary';
-import { chartData, chartSvg, summaryMarkdown } from '../scripts/report';
+import { chartData, chartSvg } from '../scripts/report/progress';
+import { summaryMarkdown } from '../scripts/report/summary';
 import type { ExperimentRecord, ExperimentStatus } from '../workflows/types';
 import { gitIn } from './helpers';
 

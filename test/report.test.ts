@@ -6,8 +6,12 @@ import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resultsDir } from '../activities/results';
-import { chartData, summaryMarkdown, truncate, writeReport } from '../scripts/report';
-import type { ExperimentRecord, ExperimentStatus } from '../workflows/types';
+import { writeReport } from '../scripts/report';
+import { ablationRows, ablationSpec } from '../scripts/report/ablation';
+import { chartData, chartSvg, truncate } from '../scripts/report/progress';
+import { renderSvg } from '../scripts/report/render';
+import { summaryMarkdown } from '../scripts/report/summary';
+import type { Ablation, ExperimentRecord, ExperimentStatus } from '../workflows/types';
 
 const T0 = Date.parse('2025-11-27T22:00:00Z');
 const LONG = 'WARMUP_STEPS 100 -> 50, and a description far too long to fit on the chart';
@@ -207,4 +211,89 @@ test('a crash for an implausible score or a tampered harness is flagged as suspe
   const md = summaryMarkdown([...records.slice(0, 3), gamed, fifo, ...records.slice(5)]);
   assert.match(md, /^- suspect: 2 crash\(es\) for an implausible score or a tampered harness \(nov27-3, nov27-4\): a candidate may be gaming the scorer; read their diffs$/m);
   assert.ok(!summaryMarkdown(records).includes('- suspect:'), 'no line on a night without them');
+});
+
+interface Box { x0: number; y0: number; x1: number; y1: number; what: string }
+
+/**
+ * Every point mark (`<g class="mark-symbol role-mark …">`) and every legend's background box of a rendered
+ * chart, in the SVG's own coordinates: each element's position is the sum of its parents' translates.
+ */
+function pointsAndLegends(chart: string): { points: Box[]; legends: Box[] } {
+  const points: Box[] = [];
+  const legends: Box[] = [];
+  const groups: { x: number; y: number; cls: string }[] = [{ x: 0, y: 0, cls: '' }];
+  const translate = (attrs: string) =>
+    attrs.match(/transform="translate\(([-\d.e]+),([-\d.e]+)\)/)?.slice(1).map(Number) ?? [0, 0];
+  for (const [, close, tag, attrs] of chart.matchAll(/<(\/?)(\w+)([^>]*)>/g)) {
+    if (close) {
+      if (tag === 'g') groups.pop();
+      continue;
+    }
+    if (tag !== 'g' && tag !== 'path') continue;
+    const parent = groups.at(-1)!;
+    const [dx, dy] = translate(attrs);
+    const [x, y] = [parent.x + dx, parent.y + dy];
+    if (tag === 'g') {
+      if (!attrs.endsWith('/')) groups.push({ x, y, cls: attrs.match(/class="([^"]*)"/)?.[1] ?? '' });
+    } else if (/\brole-mark\b/.test(parent.cls) && parent.cls.startsWith('mark-symbol')) {
+      // the symbol's extent: the largest coordinate of its outline, around its centre
+      const r = Math.max(...(attrs.match(/ d="([^"]*)"/)![1].match(/[\d.]+/g) ?? ['0']).map(Number));
+      const what = attrs.match(/aria-label="([^"]*)"/)?.[1] ?? parent.cls;
+      points.push({ x0: x - r, y0: y - r, x1: x + r, y1: y + r, what });
+    } else if (attrs.includes('class="background"') && /\brole-legend$/.test(groups.at(-2)?.cls ?? '')) {
+      const [w, h] = attrs.match(/ d="M0,0h([\d.]+)v([\d.]+)/)!.slice(1).map(Number);
+      legends.push({ x0: x, y0: y, x1: x + w, y1: y + h, what: 'legend' });
+    }
+  }
+  return { points, legends };
+}
+
+const overlaps = (a: Box, b: Box) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+
+function assertNoLegendCovers(chart: string, pointCount: number): Box[] {
+  const { points, legends } = pointsAndLegends(chart);
+  assert.equal(points.length, pointCount, 'every point mark found');
+  assert.ok(legends.length > 0, 'a legend found');
+  for (const legend of legends) {
+    for (const p of points) assert.ok(!overlaps(p, legend), `${p.what} under the legend ${JSON.stringify(legend)}`);
+  }
+  return points;
+}
+
+test("no legend covers a point of the progress chart, not even the last experiment's at the top right", async () => {
+  // The night of issue 23: the last experiment scored worst (2.4617 among ~2.1), at the top right where the
+  // legends used to sit; a confirmed keep beside it adds the ring's legend, its runs dots of their own.
+  const runs = (...values: number[]) =>
+    values.map((valBpb, seed) => ({ seed, valBpb, seconds: 300, worker: 'w', metrics: {} }));
+  const night: ExperimentRecord[] = [
+    { ...records[0], valBpb: 2.1 },
+    { ...records[1], valBpb: 2.08 },
+    { ...records[2], valBpb: 2.09 },
+    records[3],
+    { ...records[4], valBpb: 2.07 },
+    { ...records[6], n: 5, id: 'nov27-5', valBpb: 2.11 },
+    { ...records[8], n: 6, id: 'nov27-6', valBpb: 2.45, runs: runs(2.449, 2.451), confirmed: true },
+    { ...records[9], n: 7, id: 'nov27-7', valBpb: 2.4617 },
+  ];
+  const points = assertNoLegendCovers(await chartSvg(chartData(night)), night.length + 3); // and the ring and 2 runs
+  const centre = (b: Box) => [(b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2];
+  const [lastX, lastY] = centre(points.find((p) => p.what.startsWith('nov27-7 '))!);
+  const topRight = points.every((p) => centre(p)[0] <= lastX && centre(p)[1] >= lastY);
+  assert.ok(topRight, 'the last experiment is the top right point');
+});
+
+test("no legend covers a point of the ablation chart, not even the top row's largest contribution", async () => {
+  const interval = (mean: number, half: number) => ({ mean, low: mean - half, high: mean + half, n: 3 });
+  const change = (n: number, mean: number) => ({
+    name: `without nov27-${n}: ${records[n].description}`, change: `nov27-${n}`, commit: records[n].commit!,
+    contribution: interval(mean, 0.01),
+  });
+  const ablation: Ablation = {
+    tag: 'nov27',
+    best: { ...interval(1.02, 0.005), commit: records[11].commit! },
+    changes: [change(1, 0.05), change(4, 0.01), change(8, -0.02), change(11, 0.03)],
+  };
+  const rows = ablationRows(ablation, records);
+  assertNoLegendCovers(await renderSvg(ablationSpec(rows, ablation)), rows.length);
 });
