@@ -28,7 +28,7 @@ import {
   treeOf,
 } from './git';
 import { harnessDigest } from './harness';
-import { ablationArms, compareArms, morningSetup, verifyArms, writeMorning } from './morning';
+import { ablationArms, compareArms, morningSetup, sensitivityArms, verifyArms, writeMorning, type MorningSetup } from './morning';
 import { RepoError, branchOf, checkRepo } from './repo';
 import { proposeWithLlm } from './llm';
 import { appendRecord, readRecords } from './results';
@@ -325,6 +325,8 @@ export const controlActivities = {
   verifyArms,
   ablationArms,
   compareArms: (config: RunConfig, refs: string[]) => userFacing(() => compareArms(config, refs)),
+  sensitivityArms: (config: RunConfig, setup: MorningSetup, knobs: string[] | null, points: number) =>
+    userFacing(() => sensitivityArms(config, setup, knobs, points)),
   writeMorning,
 };
 export type ControlActivities = typeof controlActivities;

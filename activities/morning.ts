@@ -16,6 +16,7 @@ import {
 } from '../workflows/types';
 import { commitFiles, compareAndSwapRef, git, readFileAt, resolve, rootCommit, treeEntries } from './git';
 import { harnessDigest } from './harness';
+import { findKnobs } from './sweep';
 import { RepoError } from './repo';
 import { resultsDir } from './results';
 
@@ -73,6 +74,37 @@ export async function compareArms(config: RunConfig, refs: string[]): Promise<{ 
     arms.push({ name: ref, commit, files: await readFiles(config, commit) });
   }
   return { setup: setup!, arms };
+}
+
+/**
+ * `sensitivity`: the best, then for each knob of its editable files (or those named) the best with that knob
+ * moved to each other value of its grid, each committed under refs/autoresearch/<tag>/sensitivity/.
+ */
+export async function sensitivityArms(
+  config: RunConfig,
+  setup: MorningSetup,
+  named: string[] | null,
+  points: number,
+): Promise<{ arms: Arm[]; knobs: { name: string; value: string; grid: string[] }[] }> {
+  const files = await readFiles(config, setup.best);
+  const arms: Arm[] = [{ name: 'best', commit: setup.best, files }];
+  const knobs: { name: string; value: string; grid: string[] }[] = [];
+  const found = Object.entries(files).flatMap(([path, source]) => findKnobs(source, points).map((k) => ({ path, source, k })));
+  for (const name of named ?? [])
+    if (!found.some((f) => f.k.name === name))
+      throw new RepoError(`sensitivity: no knob ${name} in ${config.editable.join(', ')} (knobs: ${found.map((f) => f.k.name).join(', ') || 'none'})`);
+  if (found.length === 0) throw new RepoError(`sensitivity: no UPPER_CASE = number or True/False knob in ${config.editable.join(', ')}`);
+  for (const { path, source, k } of found) {
+    if ((named && !named.includes(k.name)) || knobs.some((seen) => seen.name === k.name)) continue;
+    knobs.push({ name: k.name, value: k.literal, grid: k.grid });
+    for (const value of k.grid.filter((v) => v !== k.literal)) {
+      const moved = { ...files, [path]: source.slice(0, k.start) + value + source.slice(k.start + k.literal.length) };
+      const commit = await commitFiles(config.repo, setup.best, moved, `sensitivity: ${k.name} ${k.literal} -> ${value}\n`);
+      await git(config.repo).raw(['update-ref', `${CANDIDATE_REF_PREFIX}${config.tag}/sensitivity/${k.name}-${value}`, commit]);
+      arms.push({ name: `${k.name} = ${value}`, commit, files: moved, knob: { name: k.name, value } });
+    }
+  }
+  return { arms, knobs };
 }
 
 /** `verify`: the baseline and the best, each to be trained again. */
@@ -192,10 +224,10 @@ async function mergeBack(config: RunConfig, best: string, change: string, path: 
   }
 }
 
-/** verdict.json, ablation.json or comparison.json beside the run's results. */
+/** verdict.json, ablation.json, comparison.json or sensitivity.json beside the run's results. */
 export async function writeMorning(
   config: RunConfig,
-  name: 'verdict.json' | 'ablation.json' | 'comparison.json',
+  name: 'verdict.json' | 'ablation.json' | 'comparison.json' | 'sensitivity.json',
   value: unknown,
 ): Promise<string> {
   const path = join(resultsDir(config.repo, config.tag), name);

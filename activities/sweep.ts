@@ -1,6 +1,7 @@
 // The offline proposer: changes one top-level `UPPER_CASE = number` hyperparameter of the best
 // commit's editable file per experiment. Deterministic from (seed, experiment number, what was tried),
 // never repeats a configuration already committed, and keeps every value in a sensible range.
+// `sensitivity` uses the same knobs (and `UPPER_CASE = True/False` switches) on a grid around each value.
 import { gitBlobId } from './harness';
 
 export interface Hyperparameter {
@@ -9,6 +10,14 @@ export interface Hyperparameter {
   value: number;
   isInt: boolean;
   start: number; // offset of the literal in the source
+}
+
+/** A knob that `sensitivity` moves: a hyperparameter, or a switch (`True`/`False`). */
+export interface Knob {
+  name: string;
+  literal: string;
+  start: number;
+  grid: string[]; // the literals to train, the current one among them, in increasing order
 }
 
 export interface SweepChange {
@@ -46,6 +55,42 @@ export function steps(p: Hyperparameter, factor: number): number[] {
   else if (p.value <= 0.5) values = [p.value * factor, p.value / factor].filter((v) => v < 1);
   else values = [1 - (1 - p.value) / factor, 1 - (1 - p.value) * factor].filter((v) => v > 0);
   return [...new Set(values)].filter((v) => v !== p.value);
+}
+
+const SMALL_INT = 16; // integers below it move to their neighbours; larger ones along a log grid, as floats do
+const GRID_SPAN = 4; // a float's grid runs from ÷4 to ×4
+
+/**
+ * `points` values around p, p's own among them: its integer neighbours (below SMALL_INT), else log-spaced
+ * factors from ÷4 to ×4, a fraction in (0,1) scaled as `steps` scales it so it never leaves (0,1).
+ */
+export function gridOf(p: Hyperparameter, points: number): number[] {
+  const half = Math.floor(points / 2);
+  const offsets = Array.from({ length: points }, (_, i) => i - (points - 1) / 2);
+  let values: number[];
+  if (p.isInt && p.value < SMALL_INT) {
+    values = Array.from({ length: 2 * half + 1 }, (_, i) => p.value - half + i).filter((v) => v >= 1);
+  } else {
+    const factors = offsets.map((o) => GRID_SPAN ** (half ? o / ((points - 1) / 2) : 0));
+    if (p.isInt) values = factors.map((f) => Math.max(1, Math.round(p.value * f)));
+    else if (p.value >= 1 || p.value <= 0.5) values = factors.map((f) => p.value * f).filter((v) => p.value >= 1 || v < 1);
+    else values = factors.map((f) => 1 - (1 - p.value) / f).filter((v) => v > 0);
+  }
+  return [...new Set([...values, p.value])].sort((a, b) => a - b);
+}
+
+const SWITCH = /^([A-Z][A-Z0-9_]*)[ \t]*=[ \t]*(True|False)[ \t]*(?=#|$)/gm;
+
+/** Every knob of `source` with its grid of `points` values (both values for a switch). */
+export function findKnobs(source: string, points: number): Knob[] {
+  const numeric = findHyperparameters(source).map((p): Knob => ({
+    name: p.name, literal: p.literal, start: p.start,
+    grid: gridOf(p, points).map((v) => (v === p.value ? p.literal : formatValue(v, p.isInt))),
+  }));
+  const switches = [...source.matchAll(SWITCH)].map((m): Knob => ({
+    name: m[1], literal: m[2], start: m.index! + m[0].lastIndexOf(m[2]), grid: ['False', 'True'],
+  }));
+  return [...numeric, ...switches].sort((a, b) => a.start - b.start);
 }
 
 /** Short, Python-readable, and still the value meant: a fraction never rounds to 0 or 1. */

@@ -41,6 +41,10 @@ const USAGE: Record<string, { args: string; about: string }> = {
   report: { args: 'TAG [--repo PATH]', about: 'a progress chart (SVG, PNG) and a summary, written to results/TAG/report/' },
   verify: { args: 'TAG [--runs 3]', about: "the night's gain: the baseline and the best trained again, with a 95% interval" },
   ablate: { args: 'TAG [--runs 3]', about: 'what each kept change is worth: the best trained without it, with intervals' },
+  sensitivity: {
+    args: 'TAG [--knobs A,B] [--points 5] [--runs 3] [--json]',
+    about: 'the best trained with each knob moved along a grid: which knobs matter, leads for the next night',
+  },
   compare: {
     args: '--repo PATH REF REF... [--tag compare] [--runs 5] [--parallel P] [--timeout 5m] [--budget SECONDS]\n        [--command CMD] [--editable a.py,b.py] [--json]',
     about: 'refs trained side by side on the same seeds: intervals, pairwise verdicts (Holm), a ranking',
@@ -254,6 +258,20 @@ const verbs: Record<string, Verb> = {
     console.log(`ablating ${tag}: the best without each kept change, ${runs} trainings each`);
     const ablation = await ablateRun(await connectedClient(), tag, runs);
     for (const line of ablationLines(ablation)) console.log(line);
+  },
+
+  async sensitivity(argv) {
+    const options = { runs: { type: 'string' }, knobs: { type: 'string' }, points: { type: 'string' }, json: { type: 'boolean' } } as const;
+    const { flags, positionals } = parseFlags('sensitivity', argv, options);
+    const tag = oneTag('sensitivity', positionals);
+    const { DEFAULT_MORNING_RUNS, DEFAULT_POINTS, sensitivityRun, sensitivityLines } = await import('./morning');
+    const runs = flags.runs === undefined ? DEFAULT_MORNING_RUNS : parseCount('--runs', flags.runs as string, 2);
+    const points = flags.points === undefined ? DEFAULT_POINTS : parseCount('--points', flags.points as string, 2);
+    const knobs = (flags.knobs as string | undefined)?.split(',').map((k) => k.trim()).filter(Boolean) ?? null;
+    if (knobs?.length === 0) throw new UserError('--knobs: name at least one knob (e.g. --knobs LEARNING_RATE,WEIGHT_DECAY)');
+    if (!flags.json) console.log(`sensitivity of ${tag}: ${knobs?.join(', ') ?? 'every knob'} at ${points} values, ${runs} trainings each`);
+    const sensitivity = await sensitivityRun(await connectedClient(), tag, { runs, knobs, points });
+    console.log(flags.json ? JSON.stringify(sensitivity, null, 2) : sensitivityLines(sensitivity).join('\n'));
   },
 
   async compare(argv) {

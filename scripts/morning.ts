@@ -1,8 +1,8 @@
-// `verify TAG`, `ablate TAG` and `compare REF...`: the morning's questions, each started as a workflow beside
-// the study (`autoresearch-<tag>/verify`, `…/ablate`, `…/compare`) and awaited, so a restart loses nothing.
-import { WorkflowNotFoundError, defaultPayloadConverter, type Client } from '@temporalio/client';
+// `verify TAG`, `ablate TAG`, `sensitivity TAG` and `compare REF...`: the morning's questions, each started as a
+// workflow beside the study (`autoresearch-<tag>/verify`, `…/ablate`, …) and awaited, so a restart loses nothing.
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError, WorkflowNotFoundError, defaultPayloadConverter, type Client } from '@temporalio/client';
 import type * as workflows from '../workflows';
-import type { CompareInput, MorningInput } from '../workflows/morning';
+import type { CompareInput, MorningInput, SensitivityInput } from '../workflows/morning';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
 import {
   CONTROL_QUEUE,
@@ -11,12 +11,14 @@ import {
   type Ablation,
   type Comparison,
   type RunConfig,
+  type Sensitivity,
   type Verdict,
 } from '../workflows/types';
 import { parseTag } from './args';
 import { UserError } from './errors';
 
 export const DEFAULT_MORNING_RUNS = 3; // trainings per arm: enough for an interval, cheap next to a night
+export const DEFAULT_POINTS = 5; // per knob: ÷4, ÷2, its own value, ×2, ×4
 export const DEFAULT_COMPARE_RUNS = 5; // per ref: with Holm over the pairs, three runs rarely tell anything apart
 
 /** The study's configuration, as its latest run was started with it (continue-as-new carries it along). */
@@ -41,18 +43,29 @@ const ASK = {
   verify: { workflow: 'verifyWorkflow', what: () => 'baseline and best' },
   ablate: { workflow: 'ablateWorkflow', what: () => 'the best without each kept change' },
   compare: { workflow: 'compareWorkflow', what: (input: Partial<CompareInput>) => input.refs!.join(' vs ') },
+  sensitivity: {
+    workflow: 'sensitivityWorkflow',
+    what: (input: Partial<SensitivityInput>) => `the best along ${input.points} values of ${input.knobs?.join(', ') ?? 'every knob'}`,
+  },
 } as const satisfies Record<string, { workflow: keyof typeof workflows; what: (input: never) => string }>;
 
 /** Starts `question` beside the study and waits for its answer (a second call for a tag asks again). */
-async function ask(client: Client, question: keyof typeof ASK, input: MorningInput | CompareInput): Promise<unknown> {
+async function ask(client: Client, question: keyof typeof ASK, input: MorningInput | CompareInput | SensitivityInput): Promise<unknown> {
   const { config, runs } = input;
-  // By name (the workflows' exported names), as the three take different inputs.
-  return client.workflow.execute(ASK[question].workflow, {
+  // By name (the workflows' exported names), as they take different inputs.
+  const answer = client.workflow.execute(ASK[question].workflow, {
     workflowId: morningWorkflowId(config.tag, question),
     taskQueue: CONTROL_QUEUE,
     args: [input],
     typedSearchAttributes: [{ key: RESEARCH_TAG, value: `${config.tag}.${question}` }],
     staticSummary: `${question} ${config.tag}: ${ASK[question].what(input)}, ${runs} runs each`,
+  });
+  // A question the repo cannot answer (an unknown ref or knob) fails before any training: one line.
+  return answer.catch((err: unknown) => {
+    let cause = err instanceof WorkflowFailedError ? err.cause : undefined;
+    while (cause instanceof ActivityFailure) cause = cause.cause;
+    if (cause instanceof ApplicationFailure && cause.type === 'RepoError') throw new UserError(cause.message);
+    throw err;
   });
 }
 
@@ -60,7 +73,25 @@ export const verifyRun = async (client: Client, tag: string, runs: number): Prom
   ask(client, 'verify', { config: await studyConfig(client, tag), runs }) as Promise<Verdict>;
 export const ablateRun = async (client: Client, tag: string, runs: number): Promise<Ablation> =>
   ask(client, 'ablate', { config: await studyConfig(client, tag), runs }) as Promise<Ablation>;
-/** `compare`: the refs checked here first (each resolves, one harness, one history), so a mistake is one line. */
+export const sensitivityRun = async (
+  client: Client,
+  tag: string,
+  question: Omit<SensitivityInput, 'config'>,
+): Promise<Sensitivity> => ask(client, 'sensitivity', { config: await studyConfig(client, tag), ...question }) as Promise<Sensitivity>;
+
+/** Per knob, most sensitive first: its verdict, then each value's interval (the best's own marked, leads named). */
+export function sensitivityLines(s: Sensitivity): string[] {
+  return s.knobs.flatMap((k) => [
+    `${k.knob}: ${k.sensitive ? 'sensitive' : 'not sensitive'}: spread ${k.spread.toFixed(4)}, ${k.aboveNoise.toFixed(1)}× the noise, p=${k.pHolm.toPrecision(2)} (Holm); best at ${k.bestValue}`,
+    ...k.points.map((p) => {
+      const pm = Number.isFinite(p.high - p.low) ? ` ± ${((p.high - p.low) / 2).toFixed(4)}` : '';
+      const mark = p.value === k.value ? '  (the best)' : k.leads.includes(p.value) ? '  lead: beats the best beyond the noise' : '';
+      return `  ${p.value.padStart(10)}  ${p.n ? p.mean.toFixed(4) : 'no score'}${pm} (n=${p.n})${mark}`;
+    }),
+  ]);
+}
+
+/** `compare`: the refs checked here first (each resolves, one harness, one history), before any workflow or worker. */
 export async function compareRun(client: Client, input: CompareInput): Promise<Comparison> {
   const { compareArms } = await import('../activities/morning');
   await compareArms(input.config, input.refs);

@@ -3,4 +3,4 @@ export { researchWorkflow } from './research';
 export type { Carried } from './research';
 export { pauseSignal, resumeSignal, stopSignal, statusQuery } from './signals';
 export { experimentWorkflow, trainedSignal, decidedSignal } from './experiment';
-export { verifyWorkflow, ablateWorkflow, compareWorkflow } from './morning';
+export { verifyWorkflow, ablateWorkflow, compareWorkflow, sensitivityWorkflow } from './morning';

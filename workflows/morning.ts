@@ -1,7 +1,8 @@
 // The morning's questions, each a workflow of its own beside the study (its own page in the Web UI):
 // `verify` trains the baseline and the best n more times, interleaved, and states the night's gain with a
 // 95% interval; `ablate` trains the best without each kept change and states what each was worth;
-// `compare` trains any refs side by side and ranks them, saying which differences are real.
+// `compare` trains any refs side by side and ranks them, saying which differences are real; `sensitivity`
+// trains the best with each knob moved along a grid and says which knobs matter.
 // Every training is an activity in this workflow's history: a crash or restart loses and repeats nothing.
 import { proxyActivities, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
@@ -9,7 +10,7 @@ import { crashReason } from './decide';
 import { trainingActivity } from './experiment';
 import { summary } from './failures';
 import { RESEARCH_TAG } from './search-attributes';
-import { difference, estimate, holm, welchP } from './stats';
+import { difference, estimate, holm, oneWay, welchP } from './stats';
 import {
   CONTROL_QUEUE,
   trainingActivityId,
@@ -18,6 +19,7 @@ import {
   type Comparison,
   type Interval,
   type RunConfig,
+  type Sensitivity,
   type Verdict,
 } from './types';
 import type { TrainingSetup } from '../activities/morning';
@@ -37,6 +39,11 @@ export interface MorningInput {
 
 export interface CompareInput extends MorningInput {
   refs: string[]; // branches, tags or commits of config.repo
+}
+
+export interface SensitivityInput extends MorningInput {
+  knobs: string[] | null; // null: every knob of the editable files
+  points: number; // grid values per knob, the best's own among them
 }
 
 const FAMILY_ALPHA = 0.05; // compare: the chance that any difference it calls real is not, over all the pairs
@@ -99,6 +106,49 @@ export async function compareWorkflow({ config, runs, refs }: CompareInput): Pro
   await control.writeMorning(config, 'comparison.json', comparison);
   setCurrentDetails(`**compared** ${config.tag}: ${comparison.line}`);
   return comparison;
+}
+
+export async function sensitivityWorkflow({ config, runs, knobs, points }: SensitivityInput): Promise<Sensitivity> {
+  upsertSearchAttributes([{ key: RESEARCH_TAG, value: `${config.tag}.sensitivity` }]);
+  const setup = await control.morningSetup(config);
+  const grid = await control.sensitivityArms(config, setup, knobs, points);
+  const scored = await trainArms(config, setup, grid.arms, runs, 'sensitivity');
+  const best = scored[0].scores;
+  const curves = grid.knobs.map((k) => {
+    const pointOf = (value: string) => {
+      const i = value === k.value ? 0 : grid.arms.findIndex((a) => a.knob?.name === k.name && a.knob.value === value);
+      return { ...interval(scored[i].scores), value, commit: grid.arms[i].commit, crashes: scored[i].crashes, scores: scored[i].scores };
+    };
+    const all = k.grid.map(pointOf);
+    const measured = all.filter((p) => p.n > 0);
+    const means = measured.map((p) => p.mean);
+    const lowest = measured.reduce((a, b) => (b.mean < a.mean ? b : a), measured[0] ?? all[0]);
+    return {
+      knob: k.name,
+      value: k.value,
+      points: all.map(({ scores: _s, ...point }) => point),
+      bestValue: lowest.value,
+      spread: means.length ? Math.max(...means) - Math.min(...means) : 0,
+      ...oneWay(all.map((p) => p.scores)),
+      leads: measured.filter((p) => p.value !== k.value && difference(p.scores, best).low > 0).map((p) => p.value),
+    };
+  });
+  const adjusted = holm(curves.map((c) => c.p));
+  const ranked = curves
+    .map((c, i) => ({ ...c, pHolm: adjusted[i], sensitive: adjusted[i] < FAMILY_ALPHA }))
+    .sort((a, b) => b.aboveNoise - a.aboveNoise);
+  const sensitivity: Sensitivity = {
+    tag: config.tag,
+    runs,
+    best: { ...interval(best), commit: setup.best },
+    knobs: ranked,
+    line: ranked
+      .map((c) => `${c.knob} ${c.sensitive ? `sensitive (best ${c.bestValue}, p=${c.pHolm.toPrecision(2)})` : `not (p=${c.pHolm.toPrecision(2)})`}`)
+      .join('; '),
+  };
+  await control.writeMorning(config, 'sensitivity.json', sensitivity);
+  setCurrentDetails(`**sensitivity** ${config.tag}: ${sensitivity.line}`);
+  return sensitivity;
 }
 
 /**

@@ -1,6 +1,8 @@
-// Means, 95% intervals and p-values for the morning's questions (verify, ablate, compare), and the quantiles the decisions use.
+// Means, 95% intervals and p-values for the morning's questions (verify, ablate, compare, sensitivity), and the
+// quantiles the decisions use.
 // Pure: the workflows call it. Quantiles come from stdlib's distributions, at any (fractional) degrees of freedom.
 import chisquareQuantile from '@stdlib/stats-base-dists-chisquare-quantile';
+import fCdf from '@stdlib/stats-base-dists-f-cdf';
 import normalCdf from '@stdlib/stats-base-dists-normal-cdf';
 import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
 import tCdf from '@stdlib/stats-base-dists-t-cdf';
@@ -78,6 +80,25 @@ export function welchP(a: number[], b: number[]): number {
   if (w === null) return 1;
   if (w.se === 0) return w.mean === 0 ? 1 : 0;
   return 2 * (1 - tCdf(Math.abs(w.mean) / w.se, w.dof));
+}
+
+/**
+ * One-way ANOVA over groups of runs (those with none left out): p that every group has the same mean, and
+ * how far the means' spread stands above what noise alone gives them (√F: about 1 when nothing differs).
+ */
+export function oneWay(groups: number[][]): { p: number; aboveNoise: number } {
+  const scored = groups.filter((g) => g.length > 0);
+  const total = scored.reduce((s, g) => s + g.length, 0);
+  const dfBetween = scored.length - 1;
+  const dfWithin = total - scored.length;
+  if (dfBetween < 1 || dfWithin < 1) return { p: 1, aboveNoise: 0 };
+  const grand = scored.flat().reduce((a, b) => a + b, 0) / total;
+  const means = scored.map((g) => g.reduce((a, b) => a + b, 0) / g.length);
+  const between = scored.reduce((s, g, i) => s + g.length * (means[i] - grand) ** 2, 0) / dfBetween;
+  const within = scored.reduce((s, g, i) => s + g.reduce((t, x) => t + (x - means[i]) ** 2, 0), 0) / dfWithin;
+  if (within === 0) return between === 0 ? { p: 1, aboveNoise: 0 } : { p: 0, aboveNoise: Infinity };
+  const f = between / within;
+  return { p: 1 - fCdf(f, dfBetween, dfWithin), aboveNoise: Math.sqrt(f) };
 }
 
 /** Holm's step-down adjustment: each p scaled for the number of hypotheses still standing, kept monotone. */

@@ -144,13 +144,14 @@ export interface ExperimentRecord {
   logTail?: string;
 }
 
-/** A commit the morning's questions train again: `verify`'s baseline and best, `ablate`'s best without one change, a ref to `compare`. */
+/** A commit the morning's questions train again: `verify`'s baseline and best, `ablate`'s best without one change, a ref to `compare`, the best with one knob moved. */
 export interface Arm {
   name: string;
   commit: string;
   files: Record<string, string>;
   change?: string; // ablate: the experiment whose change this arm takes out
   problem?: string; // ablate: why that change could not be taken out
+  knob?: { name: string; value: string }; // sensitivity: the knob this arm moves, and to what
 }
 
 /** An interval: mean with the bounds of its 95% interval. */
@@ -176,6 +177,26 @@ export interface Ablation {
   tag: string;
   best: Interval & { commit: string };
   changes: { name: string; change: string; commit: string; contribution: Interval | null; problem?: string }[];
+}
+
+/** `sensitivity`: the best trained with each knob moved along a grid; knobs most sensitive first. */
+export interface Sensitivity {
+  tag: string;
+  runs: number;
+  best: Interval & { commit: string };
+  knobs: {
+    knob: string;
+    value: string; // the best's own
+    points: (Interval & { value: string; commit: string; crashes: number })[]; // the grid, the best's own value among it
+    bestValue: string; // the value with the lowest mean
+    spread: number; // highest mean − lowest
+    aboveNoise: number; // the means' spread over what noise alone gives them (≈ 1 for a knob that does nothing)
+    p: number; // one-way ANOVA: that every value scores the same
+    pHolm: number; // adjusted over the knobs (Holm)
+    sensitive: boolean; // pHolm < 0.05
+    leads: string[]; // values that beat the best beyond its 95% band: worth a night of their own
+  }[];
+  line: string; // e.g. `LEARNING_RATE sensitive (best 0.012, p=1e-6); WEIGHT_DECAY not (p=0.61)`
 }
 
 /** `compare`: refs of the research repo trained side by side on the same fresh seeds, ranked. */
@@ -248,8 +269,8 @@ export function workflowIdFor(tag: string): string {
  */
 const TAG_END = '/';
 
-/** `verify`, `ablate` and `compare` run as workflows of their own beside the study: `autoresearch-<tag>/verify`. */
-export function morningWorkflowId(tag: string, question: 'verify' | 'ablate' | 'compare'): string {
+/** `verify`, `ablate`, `compare` and `sensitivity` run as workflows of their own beside the study: `autoresearch-<tag>/verify`. */
+export function morningWorkflowId(tag: string, question: 'verify' | 'ablate' | 'compare' | 'sensitivity'): string {
   return `${WORKFLOW_ID_PREFIX}${tag}${TAG_END}${question}`;
 }
 
