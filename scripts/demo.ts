@@ -75,8 +75,8 @@ export async function demo(log: (line: string) => void = console.log): Promise<v
     log(`\nbest val_bpb: ${view.best ? formatScore(view.best.valBpb) : '-'} (${view.best?.commit.slice(0, 7)}), ${view.experimentsKept} of ${view.experimentsDone} kept`);
     log(`results:      ${join(resultsDir(repo, tag), RESULTS_TSV)}`);
     log(`branch:       git -C ${repo} log --oneline autoresearch/${tag}`);
-    log(`chart:        ${report.svg} (and .png)`);
-    if (report.ablationSvg) log(`ablation:     ${report.ablationSvg} (and .png)`);
+    log(`chart:        ${report.charts.progress!.svg} (and .png)`);
+    if (report.charts.ablation) log(`ablation:     ${report.charts.ablation.svg} (and .png)`);
     log(`summary:      ${report.markdown}`);
     log(`web ui:       ${link}`);
     log(`demo took ${Math.round((Date.now() - started) / 1000)}s`);

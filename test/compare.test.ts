@@ -68,6 +68,18 @@ test('compare ranks the better ref first and says the other two cannot be told a
   const described = await env.client.workflow.getHandle(morningWorkflowId('compare', 'compare')).describe();
   assert.equal(described.typedSearchAttributes.get(RESEARCH_TAG), 'compare.compare', 'its own page in the Web UI');
 
+  // The report: a tag only compare has used gets the comparison alone, its table and its chart.
+  const report = await cli(['report', 'compare', '--repo', repo], server);
+  assert.equal(report.code, 0, report.stderr);
+  const dir = join(resultsDir(repo, 'compare'), 'report');
+  assert.match(report.stdout, new RegExp(`^chart: +${dir}/compare\\.svg$`, 'm'));
+  const summary = await readFile(join(dir, 'summary.md'), 'utf8');
+  assert.match(summary, /^- compare: 1\. wide; 2\. (main, tidy|tidy, main) \(cannot be told apart\); chart: compare\.svg/m);
+  assert.match(summary, /^\| wide \| [0-9a-f]{7} \| 1 \| 0\.99\d+ \| 0\.\d+ \| 5 \| 0 \|$/m);
+  assert.match(summary, /^\| wide \| main \| \+0\.0\d+ \| \[\+0\.\d+, \+0\.\d+\] \| .* \| real \|$/m);
+  const svg = await readFile(join(dir, 'compare.svg'), 'utf8');
+  for (const r of comparison.refs) assert.match(svg, new RegExp(`aria-label="${r.ref} val_bpb ${r.mean.toFixed(6)} \\(n=5\\), rank ${r.rank}"`));
+
   // --json prints what comparison.json holds.
   const again = cli(['compare', '--repo', repo, 'main', 'wide', '--tag', 'pair', '--runs', '2', '--json', ...FLAGS], server, 120_000);
   await runWorkers(env.nativeConnection, { checkout: repo, slots: 2 }, again);

@@ -130,7 +130,7 @@ before(async () => {
   await writeMorning(config, 'verdict.json', verdict);
   await writeMorning(config, 'ablation.json', ablation);
   paths = await writeReport(repo, TAG, (line) => assert.fail(`no warning expected: ${line}`));
-  const files = [paths.markdown, paths.svg, paths.ablationSvg!];
+  const files = [paths.markdown, paths.charts.progress!.svg, paths.charts.ablation!.svg];
   [md, svg, ablationSvg] = await Promise.all(files.map((p) => readFile(p, 'utf8')));
 });
 
@@ -225,8 +225,11 @@ test('the progress chart rings the confirmed keeps, with a legend entry, and dra
 test('ablation.svg and .png are written beside the progress chart, naming each change with its contribution', async () => {
   const dir = join(resultsDir(repo, TAG), 'report');
   assert.deepEqual(paths, {
-    svg: join(dir, 'progress.svg'), png: join(dir, 'progress.png'), markdown: join(dir, 'summary.md'),
-    ablationSvg: join(dir, 'ablation.svg'), ablationPng: join(dir, 'ablation.png'),
+    charts: {
+      progress: { svg: join(dir, 'progress.svg'), png: join(dir, 'progress.png') },
+      ablation: { svg: join(dir, 'ablation.svg'), png: join(dir, 'ablation.png') },
+    },
+    markdown: join(dir, 'summary.md'),
   });
   assert.match(ablationSvg, /^<svg [^>]*width="\d+" height="\d+"/);
   assert.match(ablationSvg, /autoresearch dawn: what each kept change is worth/);
@@ -239,9 +242,9 @@ test('ablation.svg and .png are written beside the progress chart, naming each c
   const xs = [...ablationSvg.matchAll(/role-mark contributions_marks[\s\S]*?<\/g>/g)][0][0]
     .match(/translate\(([\d.]+),/g)!.map((t) => Number(t.slice(10, -1)));
   assert.ok(xs[0] > xs[1], String(xs));
-  const png = await readFile(paths.ablationPng!);
+  const png = await readFile(paths.charts.ablation!.png);
   assert.equal(png.subarray(1, 4).toString('ascii'), 'PNG');
-  assert.ok((await stat(paths.ablationPng!)).size > 10_000, 'a chart, not a blank');
+  assert.ok((await stat(paths.charts.ablation!.png)).size > 10_000, 'a chart, not a blank');
 });
 
 test('`report TAG --repo` prints every file it wrote, the ablation chart included', async () => {
@@ -268,9 +271,9 @@ test('a night without repeats says σ was not measured; a damaged verdict.json i
   const warnings: string[] = [];
   const written = await writeReport(other, TAG, (w) => warnings.push(w));
   const damaged = join(resultsDir(other, TAG), 'verdict.json');
-  assert.deepEqual(warnings, [`warning: ${damaged} skipped: not what \`verify\` or \`ablate\` writes`]);
+  assert.deepEqual(warnings, [`warning: ${damaged} skipped: not what \`verify\`, \`ablate\`, \`sensitivity\` or \`compare\` writes`]);
   const summary = await readFile(written.markdown, 'utf8');
   assert.doesNotMatch(summary, /^verdict:/m);
-  assert.equal(written.ablationSvg, undefined, 'no ablation asked, no ablation chart');
+  assert.equal(written.charts.ablation, undefined, 'no ablation asked, no ablation chart');
   assert.match(summary, /^- noise: σ = /m);
 });

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resultsDir } from '../activities/results';
-import { writeReport } from '../scripts/report';
+import { writeReport, type ReportPaths } from '../scripts/report';
 import { ablationRows, ablationSpec } from '../scripts/report/ablation';
 import { chartData, chartSvg, truncate } from '../scripts/report/progress';
 import { renderSvg } from '../scripts/report/render';
@@ -57,7 +57,7 @@ const TRAINING = ROWS.reduce((s, r) => s + r[4], 0);
 const WALL = ((ROWS.length - 1) * STEP_MS + 360_000) / 1000;
 
 let repo: string;
-let paths: { svg: string; png: string; markdown: string };
+let paths: ReportPaths;
 let svg: string;
 before(async () => {
   repo = await mkdtemp(join(tmpdir(), 'autoresearch-report-'));
@@ -66,7 +66,7 @@ before(async () => {
   await mkdir(resultsDir(repo, 'nov27'), { recursive: true });
   await writeFile(join(resultsDir(repo, 'nov27'), 'results.jsonl'), order.map((r) => JSON.stringify(r)).join('\n') + '\n');
   paths = await writeReport(repo, 'nov27', (line) => assert.fail(`no warning expected: ${line}`));
-  svg = await readFile(paths.svg, 'utf8');
+  svg = await readFile(paths.charts.progress!.svg, 'utf8');
 });
 
 const unescape = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&');
@@ -80,8 +80,12 @@ function layer(name: string): string {
 
 test("the files are written into the tag's results/<tag>/report/, with absolute paths", () => {
   assert.deepEqual(paths, {
-    svg: join(repo, 'results', 'nov27', 'report', 'progress.svg'),
-    png: join(repo, 'results', 'nov27', 'report', 'progress.png'),
+    charts: {
+      progress: {
+        svg: join(repo, 'results', 'nov27', 'report', 'progress.svg'),
+        png: join(repo, 'results', 'nov27', 'report', 'progress.png'),
+      },
+    },
     markdown: join(repo, 'results', 'nov27', 'report', 'summary.md'),
   });
 });
@@ -149,7 +153,7 @@ test('the SVG has one mark per experiment, by status, the kept descriptions as t
 });
 
 test('the PNG is a real PNG of the chart', async () => {
-  const png = await readFile(paths.png);
+  const png = await readFile(paths.charts.progress!.png);
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.equal(png.subarray(12, 16).toString('ascii'), 'IHDR');
   const width = png.readUInt32BE(16);
@@ -157,7 +161,7 @@ test('the PNG is a real PNG of the chart', async () => {
   const svgWidth = Number(svg.match(/width="(\d+)"/)![1]);
   assert.ok(width >= svgWidth && width <= 4000, `width ${width}`);
   assert.ok(height >= 400 && height < width, `height ${height}`);
-  assert.ok((await stat(paths.png)).size > 20_000, 'a chart, not a blank');
+  assert.ok((await stat(paths.charts.progress!.png)).size > 20_000, 'a chart, not a blank');
 });
 
 test('the summary states the records own figures', async () => {

@@ -42,7 +42,7 @@ test('sensitivity ranks the knob that matters first, finds its optimum, and call
   assert.match(stdout, /^DECAY: not sensitive: /m);
   assert.match(stdout, /^USE_BIAS: not sensitive: /m);
   assert.match(stdout, /^ +0\.01 {2}1\.01\d{2} ± 0\.\d{4} \(n=3\) {2}\(the best\)$/m);
-  assert.match(stdout, /^ +0\.02 {2}1\.00\d{2} ± 0\.\d{4} \(n=3\) {2}lead: beats the best beyond the noise$/m);
+  assert.match(stdout, /^ +0\.02 {2}(0\.99|1\.00)\d{2} ± 0\.\d{4} \(n=3\) {2}lead: beats the best beyond the noise$/m);
 
   const answer: Sensitivity = JSON.parse(await readFile(join(resultsDir(repo, 'knobs'), 'sensitivity.json'), 'utf8'));
   assert.equal(answer.knobs[0].knob, 'LR', 'the most sensitive knob first');
@@ -65,6 +65,19 @@ test('sensitivity ranks the knob that matters first, finds its optimum, and call
   assert.match(gitIn(repo, 'show', `${lead.commit}:train.py`), /^LR = 0\.02 {2}# learning rate/);
   const described = await env.client.workflow.getHandle(morningWorkflowId('knobs', 'sensitivity')).describe();
   assert.equal(described.typedSearchAttributes.get(RESEARCH_TAG), 'knobs.sensitivity');
+
+  // The report: a table per knob, leads named, and a panel per knob, most sensitive first.
+  const report = await cli(['report', 'knobs', '--repo', repo], server);
+  assert.equal(report.code, 0, report.stderr);
+  const dir = join(resultsDir(repo, 'knobs'), 'report');
+  const summary = await readFile(join(dir, 'summary.md'), 'utf8');
+  assert.match(summary, /^- sensitivity: LR sensitive \(best 0\.02, p=.*\); .*chart: sensitivity\.svg/m);
+  assert.match(summary, /^- leads for the next night: LR = 0\.02$/m);
+  assert.match(summary, /^\| 0\.02 \| (0\.99|1\.00)\d+ \| 0\.\d+ \| 3 \| lead \|$/m);
+  const svg = await readFile(join(dir, 'sensitivity.svg'), 'utf8');
+  const panels = [...svg.matchAll(/>(LR|DECAY|USE_BIAS): (not )?sensitive: spread/g)].map((m) => m[1]);
+  assert.deepEqual(panels, answer.knobs.map((k) => k.knob), 'one panel per knob, in the order of sensitivity');
+  assert.match(svg, /aria-label="LR = 0\.02: val_bpb (0\.99|1\.00)\d+ \(n=3\), lead"/);
 
   // --knobs narrows it; a knob that is not there is one line.
   const one = cli(['sensitivity', 'knobs', '--knobs', 'USE_BIAS', '--runs', '2', '--json'], server, 120_000);

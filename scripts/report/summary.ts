@@ -1,12 +1,14 @@
 // summary.md: the verdict where `verify` has answered, fixed `- key: value` lines scripts can grep, then the
-// kept changes, the ablation's table where `ablate` has answered, the near-misses, the diverged trainings and
-// the progress chart.
+// kept changes, the tables of `ablate`, `sensitivity` and `compare` where they have answered, the near-misses,
+// the diverged trainings and the progress chart.
 import { divergedThreshold, formatScore, shortScore } from '../../activities/results';
 import {
-  NO_COMMIT, type Ablation, type ExperimentRecord, type ExperimentStatus, type Verdict,
+  NO_COMMIT, type Ablation, type Comparison, type ExperimentRecord, type ExperimentStatus, type Sensitivity, type Verdict,
 } from '../../workflows/types';
 import { ABLATION_PNG, ABLATION_SVG, ablationRows, EFFECTS, finite, signed } from './ablation';
+import { compareLines } from './compare';
 import { CHART_PNG, CHART_SVG, CONFIRMED, latestSigma, scoredValue, tagOf } from './progress';
+import { sensitivityLines } from './sensitivity';
 
 const OVERHEAD_IS = 'proposing, committing, waiting for a slot, start-up and evaluation';
 
@@ -231,10 +233,29 @@ function ablationLines(ablation: Ablation | null, records: ExperimentRecord[]): 
   };
 }
 
-/** verify's and ablate's answers, where they were asked. */
+/** The morning questions' answers, where they were asked. */
 export interface MorningAnswers {
   verdict?: Verdict | null;
   ablation?: Ablation | null;
+  comparison?: Comparison | null;
+  sensitivity?: Sensitivity | null;
+}
+
+/** summary.md of a tag that only `compare` has used: no night, only the answer. */
+export function answersOnlyMarkdown(tag: string, notes: string[], morning: MorningAnswers): string {
+  const compare = compareLines(morning.comparison ?? null);
+  const sensitivity = sensitivityLines(morning.sensitivity ?? null);
+  return [
+    `# autoresearch report: ${tag}`,
+    '',
+    `- tag: ${tag}`,
+    ...compare.key,
+    ...sensitivity.key,
+    ...notes.map((n) => `- note: ${n}`),
+    '',
+    ...sensitivity.section,
+    ...compare.section,
+  ].join('\n');
 }
 
 /**
@@ -246,6 +267,8 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
   const count = (s: ExperimentStatus) => records.filter((r) => r.status === s).length;
   const diverged = divergedLines(records);
   const ablation = ablationLines(morning.ablation ?? null, records);
+  const compare = compareLines(morning.comparison ?? null);
+  const sensitivity = sensitivityLines(morning.sensitivity ?? null);
   const misses = nearMissLines(records);
   const lines = [
     `# autoresearch report: ${tag}`,
@@ -263,6 +286,8 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
     `- tokens: ${records.reduce((sum, r) => sum + (r.tokens || 0), 0)}`,
     `- chart: ${CHART_SVG} (also ${CHART_PNG})`,
     ...ablation.key,
+    ...sensitivity.key,
+    ...compare.key,
     ...notes.map((n) => `- note: ${n}`),
     '',
     '## Kept changes',
@@ -270,6 +295,8 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
     ...keptTable(records),
     '',
     ...ablation.section,
+    ...sensitivity.section,
+    ...compare.section,
     ...misses.section,
     ...diverged.section,
     '## Progress',
