@@ -16,9 +16,9 @@ const FINDINGS_SHOWN = 3;
 const CHECK_TIMEOUT_MS = 30_000; // pyflakes reads a training script in well under a second
 const CHECKED_KEPT = 64; // sources whose findings are remembered: the best version is checked once, not per proposal
 const LCS_CELLS = 4_000_000; // a line diff beyond this compares the changed region as a whole
-// The Python environment `npx autoresearch provision` builds (scripts/provision.ts): pyflakes is installed there.
+// The Python environment `npx autoresearch provision` builds (scripts/provision.ts): pyflakes and optuna are installed there.
 const CACHE_DIR = process.env.AUTORESEARCH_CACHE ?? join(homedir(), '.cache', 'autoresearch');
-const PROVISIONED_PYTHON = join(CACHE_DIR, 'python', 'bin', 'python');
+export const PROVISIONED_PYTHON = join(CACHE_DIR, 'python', 'bin', 'python');
 
 export type Literal = number | string | boolean;
 

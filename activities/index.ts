@@ -32,6 +32,7 @@ import { ablationArms, compareArms, morningSetup, sensitivityArms, verifyArms, w
 import { RepoError, branchOf, checkRepo } from './repo';
 import { proposeWithLlm } from './llm';
 import { appendRecord, readRecords } from './results';
+import { proposeBySampler } from './sampler';
 import { findHyperparameters, proposeSweep } from './sweep';
 import { watchExperiment } from './watch';
 
@@ -127,7 +128,11 @@ export async function readEditable(config: RunConfig, commit: string): Promise<R
 }
 
 export async function propose(input: ProposeInput): Promise<Proposal> {
-  return input.config.proposer === 'llm' ? proposeByLlm(input) : proposeBySweep(input);
+  if (input.config.proposer === 'llm') return proposeByLlm(input);
+  if (input.config.proposer === 'sweep') return proposeBySweep(input);
+  const { config, key, parent } = input;
+  const records = await userFacing(() => readRecords(config.repo, config.tag));
+  return userFacing(async () => proposeBySampler(config, key, await readEditable(config, parent), records));
 }
 
 async function proposeByLlm({

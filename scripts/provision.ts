@@ -186,7 +186,8 @@ export async function pythonEnv(log: Log = console.log, packages = targetPackage
 export async function provision(log: Log = console.log): Promise<{ cli: string; pythonBin: string }> {
   const cli = await temporalCli(log);
   log(`temporal cli: ${cli}`);
-  const pythonBin = await pythonEnv(log, [...targetPackages('tiny'), 'pyflakes']); // pyflakes: the control worker's checker
+  // The control worker's: pyflakes checks proposals, optuna (and cmaes, its CMA-ES) samples for --proposer tpe/cmaes.
+  const pythonBin = await pythonEnv(log, [...targetPackages('tiny'), 'pyflakes', 'optuna', 'cmaes']);
   log(`python env:   ${pythonBin}`);
   log(`sandbox:      ${(await ensureBubblewrap(log)) ?? 'none: trainings need bubblewrap, or gpu-worker --no-sandbox'}`);
   log(`syscalls:     ${(await ensureSyscallFilter(log)) ?? 'no filter: install python3-seccomp (boxes run without one)'}`);

@@ -60,6 +60,7 @@ export const COMPARE_OPTIONS = {
   editable: START_OPTIONS.editable,
 } as const;
 
+const PROPOSERS: ProposerKind[] = ['llm', 'sweep', 'tpe', 'cmaes'];
 const MAX_TEMPERATURE = 2; // the chat-completions API's upper bound
 
 /** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
@@ -96,10 +97,10 @@ async function readRepoConfig(repo: string): Promise<RepoConfig> {
 
 /** The llm proposer when an endpoint is configured, else the offline sweep; the reason is printed at start. */
 function chooseProposer(flag: string | undefined, env: NodeJS.ProcessEnv): { proposer: ProposerKind; why: string } {
-  if (flag !== undefined && flag !== 'sweep' && flag !== 'llm') throw new UserError(`--proposer: "${flag}" is not one of llm, sweep`);
+  if (flag !== undefined && !PROPOSERS.includes(flag as ProposerKind)) throw new UserError(`--proposer: "${flag}" is not one of ${PROPOSERS.join(', ')}`);
   const endpoint = env.OPENAI_BASE_URL ? `OPENAI_BASE_URL is ${env.OPENAI_BASE_URL}` : env.OPENAI_API_KEY ? 'OPENAI_API_KEY is set' : null;
   if (flag === 'llm' && !endpoint) throw new UserError('--proposer llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server)');
-  if (flag) return { proposer: flag, why: `--proposer ${flag}` };
+  if (flag) return { proposer: flag as ProposerKind, why: `--proposer ${flag}` };
   if (endpoint) return { proposer: 'llm', why: endpoint };
   return { proposer: 'sweep', why: 'no OPENAI_API_KEY or OPENAI_BASE_URL is set' };
 }
