@@ -127,12 +127,25 @@ export async function readEditable(config: RunConfig, commit: string): Promise<R
   return files;
 }
 
+const MIXED_EVERY = 4; // mixed: every 4th proposal is the sampler's…
+const MIXED_AFTER_LOSSES = 3; // …and so is the next one after 3 code changes in a row that were not kept
+
 export async function propose(input: ProposeInput): Promise<Proposal> {
-  if (input.config.proposer === 'llm') return proposeByLlm(input);
-  if (input.config.proposer === 'sweep') return proposeBySweep(input);
   const { config, key, parent } = input;
+  if (config.proposer === 'sweep') return proposeBySweep(input);
+  if (config.proposer === 'llm') return proposeByLlm(input);
   const records = await userFacing(() => readRecords(config.repo, config.tag));
-  return userFacing(async () => proposeBySampler(config, key, await readEditable(config, parent), records));
+  const sampler = config.proposer === 'mixed' ? 'tpe' : config.proposer;
+  if (config.proposer === 'mixed') {
+    const code = records.filter((r) => r.proposer === 'llm').slice(-MIXED_AFTER_LOSSES);
+    const lost = code.length === MIXED_AFTER_LOSSES && code.every((r) => r.status !== 'keep');
+    if (key % MIXED_EVERY !== 0 && !lost) {
+      const byLlm = await proposeByLlm(input);
+      return byLlm.ok ? { ...byLlm, by: 'llm' } : byLlm;
+    }
+  }
+  const proposal = await userFacing(async () => proposeBySampler(config, sampler, key, await readEditable(config, parent), records));
+  return config.proposer === 'mixed' && proposal.ok ? { ...proposal, by: sampler } : proposal;
 }
 
 async function proposeByLlm({

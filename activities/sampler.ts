@@ -1,6 +1,7 @@
-// The tpe and cmaes proposers: Optuna's samplers (sampler.py) over the knobs of the baseline's editable file.
-// Each proposal asks the sampler once, telling it every experiment recorded so far (its knob values read from
-// its commit, its val_bpb, or a crash): nothing lives only in a process, and a replayed history asks nothing.
+// The tpe and cmaes proposers (and mixed's knob turns): Optuna's samplers (sampler.py) over the knobs of the
+// baseline's editable file. Each proposal asks the sampler once, telling it every experiment recorded so far
+// on the best's code (its knob values read from its commit, its val_bpb, or a crash): nothing lives only in
+// a process, and a replayed history asks nothing.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import {
@@ -60,6 +61,13 @@ function knobValues(source: string): Record<string, number> {
   return Object.fromEntries(findHyperparameters(source).map((p) => [p.name, p.value]));
 }
 
+/** The file with its knobs' values blanked: two trials of one code differ in nothing else. */
+function codeOf(source: string): string {
+  let code = source;
+  for (const p of findHyperparameters(source).reverse()) code = code.slice(0, p.start) + '#' + code.slice(p.start + p.literal.length);
+  return code;
+}
+
 /** One question to sampler.py: the next values of the knobs (its request as sampler.py says). */
 export function askSampler(request: object): Promise<Record<string, number>> {
   return new Promise((done, fail) => {
@@ -77,6 +85,7 @@ export function askSampler(request: object): Promise<Record<string, number>> {
 /** A trial of the sampler on the best: the knobs set to what it asks, the rest of the file as the best has it. */
 export async function proposeBySampler(
   config: RunConfig,
+  sampler: 'tpe' | 'cmaes',
   key: number,
   best: Record<string, string>,
   records: ExperimentRecord[],
@@ -90,13 +99,15 @@ export async function proposeBySampler(
     () => undefined,
   );
   const space = searchSpace(findHyperparameters(await fileAt(config.repo, baseline, path)), configured);
+  // Told: every recorded trial of the best's code (a code change the llm kept under mixed starts a new history).
   const trials = [];
   for (const r of records.filter((x) => x.commit)) {
     const value = r.status === 'crash' ? null : r.valBpb;
     if (r.status !== 'crash' && value === null) continue; // cancelled: no result to tell
-    trials.push({ params: knobValues(await fileAt(config.repo, r.commit!, path)), value });
+    const source = await fileAt(config.repo, r.commit!, path);
+    if (codeOf(source) === codeOf(best[path])) trials.push({ params: knobValues(source), value });
   }
-  const asked = await askSampler({ sampler: config.proposer, seed: config.seed * 1_000_003 + key, space, trials });
+  const asked = await askSampler({ sampler, seed: config.seed * 1_000_003 + key, space, trials });
   let source = best[path];
   const edits = [];
   const moved: string[] = [];
@@ -109,7 +120,7 @@ export async function proposeBySampler(
     moved.push(`${name} ${p.literal} -> ${literal}`);
     source = content;
   }
-  if (moved.length === 0) return { ok: false, reason: `${config.proposer} asked for the best's own values`, tokens: 0 };
+  if (moved.length === 0) return { ok: false, reason: `${sampler} asked for the best's own values`, tokens: 0 };
   const files = { ...best, [path]: source };
-  return { ok: true, description: `${config.proposer}: ${moved.join(', ')}`, files, edits, change: describeChange(best, files), tokens: 0 };
+  return { ok: true, description: `${sampler}: ${moved.join(', ')}`, files, edits, change: describeChange(best, files), tokens: 0 };
 }

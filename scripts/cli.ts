@@ -25,7 +25,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
   },
   start: {
     args: [
-      '--repo PATH --tag TAG [--proposer llm|sweep|tpe|cmaes] [--model NAME] [--max-experiments N] [--until 07:30]',
+      '--repo PATH --tag TAG [--proposer llm|sweep|tpe|cmaes|mixed] [--model NAME] [--max-experiments N] [--until 07:30]',
       '[--timeout 5m] [--budget SECONDS] [--parallel P] [--ahead N] [--rerun-grace 1s] [--command CMD] [--editable a.py,b.py] [--seed N]',
       '[--min-improvement X] [--max-proposer-failures N] [--history-size N]',
       '[--baseline-runs 5] [--false-keep 0.01] [--verify-runs 3]',

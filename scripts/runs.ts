@@ -60,7 +60,7 @@ export const COMPARE_OPTIONS = {
   editable: START_OPTIONS.editable,
 } as const;
 
-const PROPOSERS: ProposerKind[] = ['llm', 'sweep', 'tpe', 'cmaes'];
+const PROPOSERS: ProposerKind[] = ['llm', 'sweep', 'tpe', 'cmaes', 'mixed'];
 const MAX_TEMPERATURE = 2; // the chat-completions API's upper bound
 
 /** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
@@ -99,7 +99,7 @@ async function readRepoConfig(repo: string): Promise<RepoConfig> {
 function chooseProposer(flag: string | undefined, env: NodeJS.ProcessEnv): { proposer: ProposerKind; why: string } {
   if (flag !== undefined && !PROPOSERS.includes(flag as ProposerKind)) throw new UserError(`--proposer: "${flag}" is not one of ${PROPOSERS.join(', ')}`);
   const endpoint = env.OPENAI_BASE_URL ? `OPENAI_BASE_URL is ${env.OPENAI_BASE_URL}` : env.OPENAI_API_KEY ? 'OPENAI_API_KEY is set' : null;
-  if (flag === 'llm' && !endpoint) throw new UserError('--proposer llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server)');
+  if ((flag === 'llm' || flag === 'mixed') && !endpoint) throw new UserError(`--proposer ${flag} needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server)`);
   if (flag) return { proposer: flag as ProposerKind, why: `--proposer ${flag}` };
   if (endpoint) return { proposer: 'llm', why: endpoint };
   return { proposer: 'sweep', why: 'no OPENAI_API_KEY or OPENAI_BASE_URL is set' };
@@ -145,11 +145,11 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
   const { timeoutMs, budgetSeconds } = timing(flags, env, file);
   const { proposer, why } = chooseProposer(str('proposer'), env);
   const model = str('model') ?? env.AUTORESEARCH_MODEL;
-  if (proposer === 'llm' && !model) throw new UserError('the llm proposer needs a model: --model NAME or AUTORESEARCH_MODEL');
+  if ((proposer === 'llm' || proposer === 'mixed') && !model) throw new UserError(`the ${proposer} proposer needs a model: --model NAME or AUTORESEARCH_MODEL`);
   if (str('false-keep') !== undefined && str('confirm-z') !== undefined)
     throw new UserError('--false-keep replaces --confirm-z: give one of them');
   const llmOnly = ['temperature', 'llm-max-tokens'].filter((name) => str(name) !== undefined);
-  if (proposer !== 'llm' && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer})`);
+  if (proposer !== 'llm' && proposer !== 'mixed' && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer})`);
   const config: RunConfig = {
     tag,
     repo,

@@ -80,7 +80,7 @@ describe('mistakes caught before reaching the server', () => {
   });
   test('an unknown proposer is named', async () => {
     const repo = await makeRepo({ 'train.py': TRAIN });
-    await expectOneLine(['start', '--repo', repo, '--tag', 't', '--proposer', 'oracle'], /--proposer: "oracle" is not one of llm, sweep, tpe, cmaes/);
+    await expectOneLine(['start', '--repo', repo, '--tag', 't', '--proposer', 'oracle'], /--proposer: "oracle" is not one of llm, sweep, tpe, cmaes, mixed/);
   });
   test('--proposer llm without an endpoint says what to set', async () => {
     const repo = await makeRepo({ 'train.py': TRAIN });

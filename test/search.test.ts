@@ -1,6 +1,6 @@
-// The tpe and cmaes proposers through real workflows, real git and real trainings, on the two-knob bowl of
-// search-fixture.ts: each trial an ordinary experiment, TPE closer to the optimum than the sweep after the same
-// number of trials (median over seeds), the sampler told every result, and a restarted control worker going on.
+// The tpe, cmaes and mixed proposers through real workflows, real git and real trainings, on the two-knob bowl
+// of search-fixture.ts: each trial an ordinary experiment, TPE closer to the optimum than the sweep after the
+// same number of trials (median over seeds), the sampler stateless, and mixed's keeps found by both its proposers.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -11,6 +11,8 @@ import { askSampler, searchSpace } from '../activities/sampler';
 import { findHyperparameters } from '../activities/sweep';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type ExperimentRecord, type ProposerKind, type StatusView } from '../workflows/types';
+import { writeReport } from '../scripts/report';
+import { answer, fakeOpenAI, type FakeOpenAI } from './fake-openai';
 import { closeDevServer, devServer, gitIn, makeRepo, runWorkers, studyConfig } from './helpers';
 import { OPTIMUM, SEARCH_TRAIN, trueScore } from './search-fixture';
 
@@ -18,8 +20,15 @@ const TRIALS = 24; // the baseline among them
 const SEEDS = [1, 2, 3];
 
 let env: TestWorkflowEnvironment;
-before(async () => (env = await devServer()));
-after(() => closeDevServer(env));
+let fake: FakeOpenAI;
+before(async () => {
+  env = await devServer();
+  fake = await fakeOpenAI();
+});
+after(async () => {
+  await fake.close();
+  await closeDevServer(env);
+});
 
 const knobsAt = (repo: string, commit: string) =>
   Object.fromEntries(findHyperparameters(gitIn(repo, 'show', `${commit}:train.py`)).map((p) => [p.name, p.value]));
@@ -59,6 +68,27 @@ test(`after ${TRIALS} trials TPE is closer to the optimum than the sweep (median
     }
   }
   assert.ok(median(gaps.tpe) < median(gaps.sweep), `median gap tpe ${median(gaps.tpe)} vs sweep ${median(gaps.sweep)} (${JSON.stringify(gaps)})`);
+});
+
+test('mixed: the llm changes the code, the sampler tunes the knobs, and the report says which found each keep', async () => {
+  let tries = 0;
+  fake.script.push({ content: answer('a better architecture', [{ path: 'train.py', search: 'print("---")', replace: 'score -= 0.05\nprint("---")' }]) });
+  fake.fallback = () => ({ content: answer(`a worse idea ${++tries}`, [{ path: 'train.py', search: 'print("---")', replace: `score += 0.01  # idea ${tries}\nprint("---")` }]) });
+  const n = await night('mixed', 5, { model: 'm', maxExperiments: 14 });
+  const kept = n.records.filter((r) => r.status === 'keep' && r.n > 0);
+  assert.ok(kept.some((r) => r.proposer === 'llm' && r.description === 'a better architecture'), JSON.stringify(kept.map((r) => r.description)));
+  assert.ok(kept.some((r) => r.proposer === 'tpe' && r.description.startsWith('tpe: ')), JSON.stringify(kept.map((r) => r.description)));
+  for (const r of n.records.slice(1)) assert.equal(r.proposer, r.description.startsWith('tpe: ') ? 'tpe' : 'llm', r.description);
+  const tpe = n.records.filter((r) => r.proposer === 'tpe');
+  assert.ok(tpe.length >= 3, 'every 4th proposal, and after three lost code changes');
+  // The sampler tunes the best's code: its trials after the llm's keep carry the llm's line.
+  const after = tpe.filter((r) => r.n > kept.find((k) => k.proposer === 'llm')!.n);
+  assert.ok(after.length > 0 && after.every((r) => gitIn(n.repo, 'show', `${r.commit}:train.py`).includes('score -= 0.05')));
+  const summary = await readFile((await writeReport(n.repo, n.tag, () => undefined)).markdown, 'utf8');
+  const counts = (p: string) => kept.filter((r) => r.proposer === p).length;
+  assert.match(summary, new RegExp(`^- keeps by proposer: (llm ${counts('llm')}, tpe ${counts('tpe')}|tpe ${counts('tpe')}, llm ${counts('llm')})$`, 'm'));
+  assert.match(summary, /\| a better architecture \| llm \|$/m);
+  assert.match(summary, /\| tpe: [^|]+ \| tpe \|$/m);
 });
 
 test('the sampler is told every result and asks the same again for the same history: a restart changes nothing', async () => {

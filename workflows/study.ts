@@ -5,7 +5,7 @@
 // No I/O, no clock, no randomness: the simulator (test/study.test.ts) drives it through random nights.
 import { falseKeepOf, judgeRuns, judgeSequential, NO_NOISE, sigmaOf, untrained, withGroup, type Judgement, type Noise } from './decide';
 import { sigmaInterval } from './stats';
-import { experimentId, proposalActivityId, workflowIdFor, type ExperimentRecord, type Noise as NoiseView, type RunConfig, type RunState, type StatusView, type TrainingResult } from './types';
+import { experimentId, proposalActivityId, workflowIdFor, type ExperimentRecord, type Noise as NoiseView, type ProposerKind, type RunConfig, type RunState, type StatusView, type TrainingResult } from './types';
 
 export const EXPERIMENTS_PER_HISTORY = 100; // continue-as-new after this many, keeping each history well under 10k events
 export const RECENT_KEPT = 10; // rows carried for `status`; results.jsonl holds them all
@@ -41,6 +41,7 @@ export interface Ready {
   change?: string;
   fixes?: string;
   temperature?: number;
+  by?: ProposerKind; // mixed: which of its proposers made it
   merging: boolean; // a merge onto the best is outstanding
   requeued: boolean; // a winner trained on an overtaken parent: it goes first
 }
@@ -113,7 +114,7 @@ export interface Study {
 export type Answer =
   | { type: 'prepared'; baseCommit: string }
   | { type: 'resumed' } // the first event of a run that continued as new
-  | { type: 'proposed'; key: number; commit: string; description: string; tokens: number; change?: string; fixes?: string; temperature?: number }
+  | { type: 'proposed'; key: number; commit: string; description: string; tokens: number; change?: string; fixes?: string; temperature?: number; by?: ProposerKind }
   | { type: 'proposalFailed'; key: number; reason: string; tokens: number; final?: boolean; refused?: boolean; cancelled?: boolean }
   | { type: 'merged'; key: number; onto: string; commit: string; change?: string }
   | { type: 'mergeFailed'; key: number; reason: string }
@@ -308,8 +309,8 @@ function apply(config: RunConfig, s: Study, e: Event, out: Command[]): void {
       s.proposalMs = mean(s.proposalMs, e.at - asked.since);
       s.proposerFailures = 0;
       const base = e.fixes && asked.repairBase ? asked.repairBase : asked.base;
-      const { key, commit, description, tokens, change, fixes, temperature } = e;
-      s.ready.push({ key, base, commit, description, tokens, change, fixes, temperature, merging: false, requeued: false });
+      const { key, commit, description, tokens, change, fixes, temperature, by } = e;
+      s.ready.push({ key, base, commit, description, tokens, change, fixes, temperature, ...(by ? { by } : {}), merging: false, requeued: false });
       return;
     }
     case 'proposalFailed': {
@@ -782,7 +783,7 @@ function rowOf(config: RunConfig, s: Study, x: Experiment, j: Judgement, at: num
     valBpb,
     memoryGb: Math.max(...results.map((r) => r.metrics.peak_vram_mb ?? 0)) / 1024,
     metrics: { ...results[0].metrics, ...(valBpb === null ? {} : { val_bpb: valBpb }) },
-    proposer: x.n === 0 ? 'baseline' : config.proposer,
+    proposer: x.n === 0 ? 'baseline' : (p?.by ?? config.proposer),
     tokens: x.tokens,
     fixes: p?.fixes,
     change: p?.change,

@@ -14,7 +14,7 @@ export const RESULTS_TSV = 'results.tsv';
 export const RESULTS_JSONL = 'results.jsonl';
 export const NO_COMMIT = '0000000'; // the commit column of an experiment that never got a commit
 
-export type ProposerKind = 'sweep' | 'llm' | 'tpe' | 'cmaes';
+export type ProposerKind = 'sweep' | 'llm' | 'tpe' | 'cmaes' | 'mixed';
 export type ExperimentStatus = 'keep' | 'discard' | 'crash';
 export type Phase = 'proposing' | 'queued' | 'committing' | 'training' | 'deciding';
 export type RunState = 'running' | 'paused' | 'stopping' | 'completed' | 'stopped' | 'failed';
@@ -113,6 +113,7 @@ export type Proposal =
       tokens: number;
       fixes?: string;
       temperature?: number;
+      by?: ProposerKind; // mixed: which of its proposers made it (llm or tpe)
     }
   | { ok: false; reason: string; tokens: number; final?: boolean }; // final: no later proposal can succeed either
 

@@ -76,17 +76,25 @@ const shortCommit = (r: ExperimentRecord) => (r.commit ?? NO_COMMIT).slice(0, 7)
 
 function keptTable(records: ExperimentRecord[]): string[] {
   return [
-    '| # | experiment | commit | val_bpb | delta vs previous best | description |',
-    '|---|---|---|---|---|---|',
+    '| # | experiment | commit | val_bpb | delta vs previous best | description | found by |',
+    '|---|---|---|---|---|---|---|',
     ...keptChanges(records).map(({ record, previous, delta }, i) => {
       const sign = delta !== null && delta > 0 ? '+' : '';
       const d = delta === null || previous === null
         ? 'baseline'
         : `${sign}${formatScore(delta)} (${sign}${pct(delta, previous)})`;
       const value = formatScore(scoredValue(record)!) + runsNote(record);
-      return `| ${i + 1} | ${record.id} | ${shortCommit(record)} | ${value} | ${d} | ${cell(record.description)} |`;
+      return `| ${i + 1} | ${record.id} | ${shortCommit(record)} | ${value} | ${d} | ${cell(record.description)} | ${record.proposer} |`;
     }),
   ];
+}
+
+/** Where keeps came from more than one proposer (--proposer mixed), how many each found. */
+function keepsByProposer(records: ExperimentRecord[]): string[] {
+  const keeps = records.filter((r) => r.status === 'keep' && r.proposer !== 'baseline');
+  const by = [...new Set(keeps.map((r) => r.proposer))];
+  if (by.length < 2) return [];
+  return [`- keeps by proposer: ${by.map((p) => `${p} ${keeps.filter((r) => r.proposer === p).length}`).join(', ')}`];
 }
 
 /** Crashes that point at a candidate gaming the scorer rather than training: read their diffs first. */
@@ -284,6 +292,7 @@ export function summaryMarkdown(records: ExperimentRecord[], notes: string[] = [
     ...suspectLines(records),
     ...timeLines(records),
     `- tokens: ${records.reduce((sum, r) => sum + (r.tokens || 0), 0)}`,
+    ...keepsByProposer(records),
     `- chart: ${CHART_SVG} (also ${CHART_PNG})`,
     ...ablation.key,
     ...sensitivity.key,
