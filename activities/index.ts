@@ -13,6 +13,7 @@ import {
   type RunConfig,
   type RunSetup,
 } from '../workflows/types';
+import { proposeWithAgent } from './agent';
 import { applyEdits, describeChange, InvalidAnswer, validateCandidate } from './edits';
 import {
   blobIdsAt,
@@ -134,6 +135,7 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
   const { config, key, parent } = input;
   if (config.proposer === 'sweep') return proposeBySweep(input);
   if (config.proposer === 'llm') return proposeByLlm(input);
+  if (config.proposer === 'agent') return proposeByAgent(input);
   const records = await userFacing(() => readRecords(config.repo, config.tag));
   const sampler = config.proposer === 'mixed' ? 'tpe' : config.proposer;
   if (config.proposer === 'mixed') {
@@ -166,6 +168,11 @@ async function proposeByLlm({
     inFlight,
     tokenAllowance,
   });
+}
+
+async function proposeByAgent({ config, key, parent, crashed, inFlight }: ProposeInput): Promise<Proposal> {
+  const records = await userFacing(() => readRecords(config.repo, config.tag));
+  return proposeWithAgent({ config, key, best: { commit: parent, files: await readEditable(config, parent) }, records, inFlight, crashed });
 }
 
 async function proposeBySweep({ config, key, parent }: ProposeInput): Promise<Proposal> {

@@ -26,6 +26,8 @@ const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx
 const PROBE_TIMEOUT_MS = 10_000; // a box that cannot start `true` in this time does not work here
 const GPU_DEVICES = /^(nvidia|dri$)/; // /dev entries CUDA (and DRM) need inside the box
 const execFileAsync = promisify(execFile);
+// The only variables a box's command inherits: no API keys, tokens or cloud credentials.
+const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'AUTORESEARCH_CACHE'];
 
 type Log = (line: string) => void;
 
@@ -148,6 +150,18 @@ function lstatSafe(path: string) {
   } catch {
     return null;
   }
+}
+
+/** The allowlisted environment of a box's command, with `pathPrefix` first on PATH. */
+export function boxEnv(pathPrefix: string | undefined, boxed: boolean, from = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of INHERITED_ENV) if (from[key] !== undefined) env[key] = from[key]!;
+  if (pathPrefix) env.PATH = `${pathPrefix}:${env.PATH ?? '/usr/bin:/bin'}`;
+  if (boxed) {
+    env.HOME = BOX_HOME; // the worker's HOME holds its keys; the box's is empty
+    delete env.TMPDIR; // the box has a private /tmp; the worker's TMPDIR is not there
+  }
+  return env;
 }
 
 /** Who this worker's boxes drop to: BOX_UID when it runs as root, else nobody (the box runs as the worker's user). */
@@ -303,6 +317,7 @@ export interface BoxRequest {
   tmpfsBytes?: number; // the size of each in-memory folder of the box
   filtered?: boolean; // its command gets the syscall filter on FILTER_FD
   gpuMinor?: number; // the slot's GPU, as /dev/nvidiaN numbers it: the only GPU node the box gets
+  noGpu?: boolean; // the agent proposer's box: no GPU node at all
 }
 
 /**
@@ -353,7 +368,7 @@ export async function planBox(req: BoxRequest): Promise<Box> {
     readOnly: existing([cacheDir(), pythonEnv, base, req.channel]),
     // Repos laid out like the original look for their data in ~/.cache/autoresearch: the box's HOME has it.
     aliases: existing([cacheDir()]).map((cache) => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),
-    devices: gpuDevices('/dev', req.gpuMinor),
+    devices: req.noGpu ? [] : gpuDevices('/dev', req.gpuMinor),
     network: req.network,
     filtered: req.filtered,
     env: req.env,

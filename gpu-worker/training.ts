@@ -14,7 +14,7 @@ import { evaluate, type BoxFor, type Evaluation } from './evaluation';
 import { boxFiles } from './files';
 import { defaultLimits, limitPrefix, limitReason, tmpfsBytes, type Limits } from './limits';
 import { runCommand, type RunOutcome } from './runner';
-import { BOX_HOME, bwrapArgs, findBwrap, handToBox, planBox, type BoxRequest } from './sandbox';
+import { boxEnv, bwrapArgs, findBwrap, handToBox, planBox, type BoxRequest } from './sandbox';
 import { materialize, newScratch, removeScratch, SCRATCH_ROOT } from './scratch';
 import { parseProgress, parseSummary, type Summary } from './summary';
 
@@ -27,8 +27,6 @@ export const IMPLAUSIBLE = 'implausible score'; // below the target's declared f
 // six decimals (rounding up to 5e-7) and the same model scored in another process may differ in the
 // last float bits; a gain worth keeping is a hundred times larger (run-to-run noise is 2e-4 or more).
 export const SCORE_TOLERANCE = 1e-5;
-// The only variables a training command inherits: no API keys, tokens or cloud credentials.
-const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'AUTORESEARCH_CACHE'];
 
 export interface Slot {
   name: string; // worker identity, e.g. host-slot0
@@ -48,13 +46,7 @@ const limitsOf = (slot: Slot) => slot.limits ?? defaultLimits(1);
 type EnvInput = Pick<TrainingInput, 'experimentId' | 'budgetSeconds' | 'seed'>;
 
 export function trainingEnv(slot: Slot, input: EnvInput, from = process.env): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const key of INHERITED_ENV) if (from[key] !== undefined) env[key] = from[key]!;
-  if (slot.pathPrefix) env.PATH = `${slot.pathPrefix}:${env.PATH ?? '/usr/bin:/bin'}`;
-  if (slot.sandbox !== false) {
-    env.HOME = BOX_HOME; // the worker's HOME holds its keys; the box's is empty
-    delete env.TMPDIR; // the box has a private /tmp; the worker's TMPDIR is not there
-  }
+  const env = boxEnv(slot.pathPrefix, slot.sandbox !== false, from);
   env.AUTORESEARCH_TIME_BUDGET = String(input.budgetSeconds);
   env.AUTORESEARCH_EXPERIMENT_ID = input.experimentId;
   env.AUTORESEARCH_SEED = String(input.seed);

@@ -25,11 +25,12 @@ const USAGE: Record<string, { args: string; about: string }> = {
   },
   start: {
     args: [
-      '--repo PATH --tag TAG [--proposer llm|sweep|tpe|cmaes|mixed] [--model NAME] [--max-experiments N] [--until 07:30]',
+      '--repo PATH --tag TAG [--proposer llm|sweep|tpe|cmaes|mixed|agent] [--model NAME] [--max-experiments N] [--until 07:30]',
       '[--timeout 5m] [--budget SECONDS] [--parallel P] [--ahead N] [--rerun-grace 1s] [--command CMD] [--editable a.py,b.py] [--seed N]',
       '[--min-improvement X] [--max-proposer-failures N] [--history-size N]',
       '[--baseline-runs 5] [--false-keep 0.01] [--verify-runs 3]',
       '[--temperature X] [--llm-max-tokens N] [--max-tokens-total N] [--llm-timeout 10m]',
+      '[--agent CMD] [--agent-env NAME]... [--agent-timeout 10m] [--agent-network]',
     ].join('\n        '),
     about: 'start a study',
   },

@@ -47,6 +47,10 @@ export const START_OPTIONS = {
   'confirm-z': { type: 'string' },
   'false-keep': { type: 'string' },
   'verify-runs': { type: 'string' },
+  agent: { type: 'string' },
+  'agent-env': { type: 'string', multiple: true },
+  'agent-timeout': { type: 'string' },
+  'agent-network': { type: 'boolean' },
 } as const;
 
 /** What `compare` shares with `start`: where the repo is, what a training runs and for how long. */
@@ -60,7 +64,8 @@ export const COMPARE_OPTIONS = {
   editable: START_OPTIONS.editable,
 } as const;
 
-const PROPOSERS: ProposerKind[] = ['llm', 'sweep', 'tpe', 'cmaes', 'mixed'];
+const PROPOSERS: ProposerKind[] = ['llm', 'sweep', 'tpe', 'cmaes', 'mixed', 'agent'];
+const MAX_AGENT_TIMEOUT_MS = 25 * 60_000; // inside the proposer activity's 30 minutes
 const MAX_TEMPERATURE = 2; // the chat-completions API's upper bound
 
 /** The research repo's own defaults (autoresearch.json): below flags and environment, above ours. */
@@ -150,10 +155,12 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
     throw new UserError('--false-keep replaces --confirm-z: give one of them');
   const llmOnly = ['temperature', 'llm-max-tokens'].filter((name) => str(name) !== undefined);
   if (proposer !== 'llm' && proposer !== 'mixed' && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer})`);
+  const agent = agentFlags(flags, proposer);
   const config: RunConfig = {
     tag,
     repo,
     proposer,
+    ...agent,
     editable,
     command: str('command') ?? file.command ?? 'python train.py',
     timeoutMs,
@@ -178,6 +185,24 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
     verifyRuns: count('verify-runs', 0) ?? DEFAULT_VERIFY_RUNS,
   };
   return { config, why };
+}
+
+/** --agent and its companions: the command is required with --proposer agent, and refused without it. */
+function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agent' | 'agentEnv' | 'agentTimeoutMs' | 'agentNetwork'> {
+  const given = ['agent', 'agent-env', 'agent-timeout', 'agent-network'].filter((name) => flags[name] !== undefined);
+  if (proposer !== 'agent') {
+    if (given.length) throw new UserError(`--${given[0]} applies to the agent proposer only (this run uses ${proposer}; add --proposer agent)`);
+    return {};
+  }
+  const agent = (flags.agent as string | undefined)?.trim();
+  if (!agent) throw new UserError('--proposer agent needs the agent\'s command: --agent "CMD" (e.g. --agent "claude -p"; docs/proposers.md has recipes)');
+  const names = ((flags['agent-env'] as unknown as string[] | undefined) ?? []).flatMap((n) => n.split(',')).map((n) => n.trim()).filter(Boolean);
+  const bad = names.find((n) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(n));
+  if (bad !== undefined) throw new UserError(`--agent-env: "${bad}" is not a variable name (give the name, e.g. ANTHROPIC_API_KEY, never its value)`);
+  const timeout = flags['agent-timeout'] as string | undefined;
+  const agentTimeoutMs = timeout === undefined ? undefined : parseDuration('--agent-timeout', timeout);
+  if (agentTimeoutMs !== undefined && agentTimeoutMs > MAX_AGENT_TIMEOUT_MS) throw new UserError(`--agent-timeout ${timeout} is over the most an agent may take, ${formatDuration(MAX_AGENT_TIMEOUT_MS)}`);
+  return { agent, agentEnv: names.length ? [...new Set(names)] : undefined, agentTimeoutMs, agentNetwork: flags['agent-network'] === true ? true : undefined };
 }
 
 export function uiLink(uiBase: string, namespace: string, tag: string): string {
@@ -205,7 +230,7 @@ export function startSummary(
   const ui = uiBase ? uiLink(uiBase, namespace, config.tag) : "set AUTORESEARCH_UI to your Web UI's address (e.g. http://host:8233) for a link";
   return [
     `started:  ${workflowId}`,
-    `proposer: ${config.proposer} (${why})`,
+    `proposer: ${config.proposer} (${why})${config.agent ? `: ${config.agent}` : ''}`,
     `training: ${config.budgetSeconds}s of training per experiment, stopped at ${limit} (--timeout); ${lanes} at a time`,
     `ends:     ${ends}`,
     `web ui:   ${ui}`,

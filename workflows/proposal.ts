@@ -30,8 +30,8 @@ export async function proposal(config: RunConfig, c: Extract<Command, { type: 'p
     const commit = await control.commitProposal.executeWithOptions(summary(`proposal ${key}`, `commit: ${p.description}`), [
       { config, key, parent, description: p.description, files: p.files },
     ]);
-    const { description, tokens, change, fixes, temperature, by } = p;
-    return { type: 'proposed', key, commit, description, tokens, change, fixes, temperature, ...(by ? { by } : {}) };
+    const { description, tokens, change, fixes, temperature, by, dropped } = p;
+    return { type: 'proposed', key, commit, description, tokens, change, fixes, temperature, ...(by ? { by } : {}), ...(dropped ? { dropped } : {}) };
   } catch (err) {
     if (isCancellation(err)) return { type: 'proposalFailed', key, reason: 'cancelled', tokens: 0, cancelled: true };
     return { type: 'proposalFailed', key, reason: causeOf(err), tokens: tokensSpent(err), refused: failureType(err) === 'LlmRefused' };

@@ -42,6 +42,7 @@ export interface Ready {
   fixes?: string;
   temperature?: number;
   by?: ProposerKind; // mixed: which of its proposers made it
+  dropped?: string; // the agent's changes outside the editable files, not taken: said in the row's reason
   merging: boolean; // a merge onto the best is outstanding
   requeued: boolean; // a winner trained on an overtaken parent: it goes first
 }
@@ -114,7 +115,7 @@ export interface Study {
 export type Answer =
   | { type: 'prepared'; baseCommit: string }
   | { type: 'resumed' } // the first event of a run that continued as new
-  | { type: 'proposed'; key: number; commit: string; description: string; tokens: number; change?: string; fixes?: string; temperature?: number; by?: ProposerKind }
+  | { type: 'proposed'; key: number; commit: string; description: string; tokens: number; change?: string; fixes?: string; temperature?: number; by?: ProposerKind; dropped?: string }
   | { type: 'proposalFailed'; key: number; reason: string; tokens: number; final?: boolean; refused?: boolean; cancelled?: boolean }
   | { type: 'merged'; key: number; onto: string; commit: string; change?: string }
   | { type: 'mergeFailed'; key: number; reason: string }
@@ -309,8 +310,9 @@ function apply(config: RunConfig, s: Study, e: Event, out: Command[]): void {
       s.proposalMs = mean(s.proposalMs, e.at - asked.since);
       s.proposerFailures = 0;
       const base = e.fixes && asked.repairBase ? asked.repairBase : asked.base;
-      const { key, commit, description, tokens, change, fixes, temperature, by } = e;
-      s.ready.push({ key, base, commit, description, tokens, change, fixes, temperature, ...(by ? { by } : {}), merging: false, requeued: false });
+      const { key, commit, description, tokens, change, fixes, temperature, by, dropped } = e;
+      const optional = { ...(by ? { by } : {}), ...(dropped ? { dropped } : {}) };
+      s.ready.push({ key, base, commit, description, tokens, change, fixes, temperature, ...optional, merging: false, requeued: false });
       return;
     }
     case 'proposalFailed': {
@@ -779,7 +781,7 @@ function rowOf(config: RunConfig, s: Study, x: Experiment, j: Judgement, at: num
     commit: x.commit,
     description: x.description || j.reason,
     status: j.status === 'confirm' ? 'discard' : j.status,
-    reason: j.reason,
+    reason: p?.dropped ? `${j.reason}; ${p.dropped}` : j.reason,
     valBpb,
     memoryGb: Math.max(...results.map((r) => r.metrics.peak_vram_mb ?? 0)) / 1024,
     metrics: { ...results[0].metrics, ...(valBpb === null ? {} : { val_bpb: valBpb }) },

@@ -14,7 +14,7 @@ export const RESULTS_TSV = 'results.tsv';
 export const RESULTS_JSONL = 'results.jsonl';
 export const NO_COMMIT = '0000000'; // the commit column of an experiment that never got a commit
 
-export type ProposerKind = 'sweep' | 'llm' | 'tpe' | 'cmaes' | 'mixed';
+export type ProposerKind = 'sweep' | 'llm' | 'tpe' | 'cmaes' | 'mixed' | 'agent';
 export type ExperimentStatus = 'keep' | 'discard' | 'crash';
 export type Phase = 'proposing' | 'queued' | 'committing' | 'training' | 'deciding';
 export type RunState = 'running' | 'paused' | 'stopping' | 'completed' | 'stopped' | 'failed';
@@ -42,6 +42,10 @@ export interface RunConfig {
   experimentsPerHistory?: number; // continue-as-new after this many experiments (default 100)
   temperature?: number; // the llm proposer's sampling temperature (recorded with each experiment)
   maxTokensPerCall?: number; // max_tokens of each chat-completions call
+  agent?: string; // the agent proposer's shell command, run in a box in a checkout of the best
+  agentEnv?: string[]; // names of the control worker's variables the agent gets (e.g. ANTHROPIC_API_KEY); values never travel
+  agentTimeoutMs?: number; // one agent run's limit (default 10 min)
+  agentNetwork?: boolean; // the agent's box shares the host's network (to reach its model)
   baselineRuns?: number; // the baseline is trained this many times, on different seeds, to measure the noise (CLI default 5)
   confirmZ?: number; // studies before --false-keep: a gain under confirmZ·σ is confirmed by another run (0: never confirm)
   falseKeep?: number; // the rate of keeps a change that does nothing may get (default 0.01; 0: plain keep-if-better)
@@ -114,6 +118,7 @@ export type Proposal =
       fixes?: string;
       temperature?: number;
       by?: ProposerKind; // mixed: which of its proposers made it (llm or tpe)
+      dropped?: string; // the agent: its changes outside the editable files, not taken (named in the row's reason)
     }
   | { ok: false; reason: string; tokens: number; final?: boolean }; // final: no later proposal can succeed either
 
