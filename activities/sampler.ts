@@ -10,7 +10,7 @@ import {
 import { describeChange, PROVISIONED_PYTHON } from './edits';
 import { readFileAt, resolve } from './git';
 import { RepoError } from './repo';
-import { findHyperparameters, formatValue, lineEdit, type Hyperparameter } from './sweep';
+import { findHyperparameters, formatValue, knobValues, lineEdit, type Hyperparameter } from './sweep';
 
 const SAMPLER_TIMEOUT_MS = 60_000; // a TPE ask over a few hundred trials takes seconds
 const DEFAULT_SPAN = 10; // with no range given, a knob ranges over ÷10 … ×10 of the baseline's value
@@ -49,16 +49,16 @@ export function searchSpace(params: Hyperparameter[], configured: Record<string,
   return space;
 }
 
+const SOURCES_KEPT = 2_000; // a few nights of trials: the oldest are read again from git when asked
 const sources = new Map<string, string>(); // commit:path → the file: a commit never changes
 
 async function fileAt(repo: string, commit: string, path: string): Promise<string> {
   const key = `${commit}:${path}`;
-  if (!sources.has(key)) sources.set(key, await readFileAt(repo, commit, path));
+  if (!sources.has(key)) {
+    if (sources.size >= SOURCES_KEPT) sources.delete(sources.keys().next().value!);
+    sources.set(key, await readFileAt(repo, commit, path));
+  }
   return sources.get(key)!;
-}
-
-function knobValues(source: string): Record<string, number> {
-  return Object.fromEntries(findHyperparameters(source).map((p) => [p.name, p.value]));
 }
 
 /** The file with its knobs' values blanked: two trials of one code differ in nothing else. */

@@ -42,6 +42,11 @@ export function findHyperparameters(source: string): Hyperparameter[] {
   return found;
 }
 
+/** Each knob's value, by name. */
+export function knobValues(source: string): Record<string, number> {
+  return Object.fromEntries(findHyperparameters(source).map((p) => [p.name, p.value]));
+}
+
 /**
  * The values one step up and down, in proportion to the value: ×factor and ÷factor, integers staying
  * ≥ 1. A fraction in (0,1) is taken to be bounded by 1: up to one half it scales like any number (a

@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { runAgent } from '../activities/agent';
 import { readRecords } from '../activities/results';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type RunConfig, type StatusView } from '../workflows/types';
@@ -186,4 +187,104 @@ test("an agent hunting for the host's secrets and writing outside its checkout f
     await rm(homeFile, { force: true });
     for (const path of outside) await rm(path, { force: true });
   }
+});
+
+// Stand-ins of four agents' command lines: each insists on the flags its recipe gives, as the real one
+// would, edits train.py, and reports tokens the way the real one prints them.
+const STAND_IN = String.raw`#!/usr/bin/env python3
+import json, os, re, subprocess, sys
+name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+def need(*flags):
+    for f in flags:
+        if f not in args: sys.exit("%s: missing %s in %s" % (name, f, args))
+def halve():
+    src = open("train.py").read()
+    lr = float(re.search(r"^LR = ([\d.e-]+)", src, re.M).group(1))
+    open("train.py", "w").write(re.sub(r"^LR = [\d.e-]+", "LR = %g" % (lr / 2), src, flags=re.M))
+    return "halve LR %g -> %g" % (lr, lr / 2)
+if name == "claude":
+    need("-p", "--output-format", "--dangerously-skip-permissions")
+    if os.geteuid() == 0: sys.exit("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons")
+    assert "program.md" in sys.stdin.read() and os.environ["ANTHROPIC_API_KEY"]
+    what = halve()
+    print(json.dumps({"type": "result", "result": "Done.\n\n%s, for a steadier descent" % what,
+                      "usage": {"input_tokens": 1200, "cache_read_input_tokens": 300, "output_tokens": 150}}))
+elif name == "codex":
+    need("exec", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check")
+    assert "program.md" in args[-1] and os.environ["OPENAI_API_KEY"]
+    what = halve()
+    print("tokens used: 2,345")
+    print(what + ", as the results suggest")
+elif name == "aider":
+    need("--yes-always", "--no-check-update", "--model", "--message-file", "train.py")
+    assert "program.md" in open(args[args.index("--message-file") + 1]).read() and os.environ["OLLAMA_API_BASE"]
+    subprocess.run(["git", "commit", "--quiet", "-am", "aider: " + halve()], check=True)
+    print("Tokens: 1.2k sent, 85 received. Cost: $0.00 message, $0.00 session.")
+elif name == "opencode":
+    need("run", "--model")
+    assert "program.md" in args[-1]
+    print(halve() + " (opencode)")
+`;
+
+/** The recipes of docs/proposers.md: each agent's --agent command and the variables it is given. */
+async function recipes(): Promise<{ agent: string; command: string; env: string[] }[]> {
+  const doc = await readFile(join(ROOT, 'docs', 'proposers.md'), 'utf8');
+  return [...doc.matchAll(/^\| ([^|]+) \| (`--agent.*`) \|$/gm)].map(([, agent, cell]) => ({
+    agent: agent.trim(),
+    command: /--agent '([^']+)'/.exec(cell)![1],
+    env: [...cell.matchAll(/--agent-env (\w+)/g)].map((m) => m[1]),
+  }));
+}
+
+test("each documented recipe runs against a stand-in of its agent's command line: its change, description and tokens", async () => {
+  const found = await recipes();
+  assert.deepEqual(found.map((r) => r.agent), ['Claude Code', 'Codex', 'aider, local model', 'OpenCode, local model']);
+  const bin = Object.fromEntries(['claude', 'codex', 'aider', 'opencode'].map((n) => [`agents/bin/${n}`, STAND_IN]));
+  const repo = await makeRepo({ 'train.py': TRAIN, 'prepare.py': PREPARE, ...bin });
+  for (const n of ['claude', 'codex', 'aider', 'opencode']) gitIn(repo, 'update-index', '--chmod=+x', `agents/bin/${n}`);
+  gitIn(repo, 'commit', '--quiet', '-m', 'stand-ins executable');
+  const best = { commit: gitIn(repo, 'rev-parse', 'HEAD'), files: { 'train.py': TRAIN } };
+  const expected: Record<string, { description: string; tokens: number }> = {
+    'Claude Code': { description: 'halve LR 0.1 -> 0.05, for a steadier descent', tokens: 1650 },
+    Codex: { description: 'halve LR 0.1 -> 0.05, as the results suggest', tokens: 2345 },
+    'aider, local model': { description: 'aider: halve LR 0.1 -> 0.05', tokens: 1285 },
+    'OpenCode, local model': { description: 'halve LR 0.1 -> 0.05 (opencode)', tokens: 0 },
+  };
+  for (const recipe of found) {
+    for (const name of recipe.env) process.env[name] = `value-of-${name}`;
+    try {
+      const config: RunConfig = {
+        tag: 'recipes', repo, proposer: 'agent', editable: ['train.py'], command: 'python3 train.py', timeoutMs: 20_000,
+        budgetSeconds: 1, parallel: 1, seed: 0, minImprovement: 0, agentEnv: recipe.env,
+        agent: `export PATH="$PWD/agents/bin:$PATH"\n${recipe.command}`,
+      };
+      const proposal = await runAgent({ config, key: 1, best, records: [], inFlight: [] }, () => {});
+      assert.ok(proposal !== 'cancelled' && proposal.ok, `${recipe.agent}: ${JSON.stringify(proposal)}`);
+      assert.equal(proposal.change, 'LR 0.1 -> 0.05', recipe.agent);
+      assert.deepEqual({ description: proposal.description, tokens: proposal.tokens }, expected[recipe.agent], recipe.agent);
+    } finally {
+      for (const name of recipe.env) delete process.env[name];
+    }
+  }
+});
+
+test('agents run ahead of the slots and side by side, each in its own box', async () => {
+  const { handle, view } = await night('side', 'sleep 2; python3 agents/agent.py commit', { parallel: 2, ahead: 2, maxExperiments: 4 });
+  assert.equal((view as StatusView).state, 'completed');
+  const events = (await handle.fetchHistory()).events ?? [];
+  const seconds = (t: unknown) => Number((t as { seconds?: unknown }).seconds ?? 0) + ((t as { nanos?: number }).nanos ?? 0) / 1e9;
+  const scheduled = new Map<string, string>(); // scheduled event id → activity type
+  const spans = new Map<string, { start?: number; end?: number }>();
+  for (const e of events) {
+    const id = String(e.eventId);
+    if (e.activityTaskScheduledEventAttributes) scheduled.set(id, e.activityTaskScheduledEventAttributes.activityType?.name ?? '');
+    const started = e.activityTaskStartedEventAttributes;
+    if (started && scheduled.get(String(started.scheduledEventId)) === 'propose') spans.set(String(started.scheduledEventId), { start: seconds(e.eventTime) });
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done && spans.has(String(done.scheduledEventId))) spans.get(String(done.scheduledEventId))!.end = seconds(e.eventTime);
+  }
+  const all = [...spans.values()].filter((s) => s.start !== undefined && s.end !== undefined);
+  assert.ok(all.length >= 3, `${all.length} proposals`);
+  const overlapping = all.some((a) => all.some((b) => a !== b && b.start! < a.end! && b.start! >= a.start!));
+  assert.ok(overlapping, 'two agents worked at the same time');
 });

@@ -132,6 +132,17 @@ describe('mistakes caught before reaching the server', () => {
     await expectOneLine([...start, ...valid], /cannot reach the Temporal server/, llm);
   });
 
+  test('the agent flags are validated: the command is needed, a variable is named by name, the limit is bounded', async () => {
+    const repo = await makeRepo({ 'train.py': TRAIN });
+    const agent = ['start', '--repo', repo, '--tag', 't', '--proposer', 'agent'];
+    await expectOneLine(agent, /--proposer agent needs the agent's command: --agent "CMD"/);
+    await expectOneLine(['start', '--repo', repo, '--tag', 't', '--agent', 'claude -p'], /--agent applies to the agent proposer only \(this run uses sweep; add --proposer agent\)/);
+    await expectOneLine([...agent, '--agent', 'claude -p', '--agent-env', 'KEY=sk-123'], /--agent-env: "KEY=sk-123" is not a variable name \(give the name/);
+    await expectOneLine([...agent, '--agent', 'claude -p', '--agent-timeout', '40m'], /--agent-timeout 40m is over the most an agent may take, 25m/);
+    const valid = ['--agent', 'claude -p', '--agent-env', 'A,B', '--agent-env', 'C', '--agent-timeout', '5m', '--agent-network'];
+    await expectOneLine([...agent, ...valid], /cannot reach the Temporal server/);
+  });
+
   test('a Temporal profile that does not exist, or a malformed temporal.toml, is one line naming the file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'temporal-config-'));
     const file = join(dir, 'temporal.toml');

@@ -12,10 +12,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecords, resultsDir } from '../activities/results';
+import { askSampler, searchSpace } from '../activities/sampler';
+import { findHyperparameters, formatValue, knobValues } from '../activities/sweep';
 import { fetchStatus } from '../scripts/status';
 import { startDevServer, type DevServer } from '../scripts/server';
 import { workflowIdFor, type StatusView } from '../workflows/types';
 import { CLI, ROOT, cli, gitIn, makeRepo, waitFor } from './helpers';
+import { SEARCH_TRAIN } from './search-fixture';
 
 const running: ChildProcess[] = [];
 const lost: string[] = []; // one line per fault, printed at the end: what it cost
@@ -165,6 +168,42 @@ test('the control worker SIGKILLed while proposing, committing and recording: ea
   const records = await readRecords(repo, tag);
   assert.ok(records.some((r) => r.n > 0 && r.status === 'keep'), 'a candidate was kept');
   await assertConsistent(repo, tag, 4);
+});
+
+test('the control worker SIGKILLed mid-night under --proposer tpe: the restarted sampler is told the same history, and the night completes', async () => {
+  const tag = 'tpe-kill';
+  const repo = await makeRepo({ 'train.py': SEARCH_TRAIN });
+  const experiments = 8;
+  let control = daemon(['worker']);
+  daemon(['gpu-worker', '--repo', repo, '--slots', '1']);
+  const start = ['start', '--repo', repo, '--tag', tag, '--proposer', 'tpe', '--seed', '5', '--max-experiments', String(experiments),
+    '--timeout', '30s', '--budget', '1', '--command', 'python3 train.py', '--ahead', '0', '--rerun-grace', '60s',
+    '--baseline-runs', '2', '--false-keep', '0', '--verify-runs', '0'];
+  assert.equal((await cli(start, env)).code, 0);
+  await waitFor('three experiments', async () => (await status(tag)).experimentsDone >= 3, 120_000, 100);
+  const killedAt = await sigkill(control);
+  const before = (await readRecords(repo, tag)).length;
+  control = daemon(['worker']);
+  const view = await result(tag);
+  lost.push(`  control worker killed mid-night under tpe: nothing lost, the night completed ${Math.round((Date.now() - killedAt) / 1000)}s after the kill`);
+  assert.equal(view.state, 'completed');
+  await assertConsistent(repo, tag, experiments);
+  // Every trial, those the restarted worker proposed included, is what the sampler answers to the rows
+  // recorded before it (the last one or two may still have been in writing when it was asked): it keeps nothing.
+  const records = await readRecords(repo, tag);
+  const knobsAt = (commit: string) => knobValues(gitIn(repo, 'show', `${commit}:train.py`));
+  const space = searchSpace(findHyperparameters(SEARCH_TRAIN), undefined);
+  const told = records.map((r) => ({ params: knobsAt(r.commit!), value: r.valBpb }));
+  for (const r of records.slice(1)) {
+    assert.equal(r.proposer, 'tpe');
+    const answers = [];
+    for (let known = r.n; known >= Math.max(0, r.n - 2); known--) {
+      answers.push(await askSampler({ sampler: 'tpe', seed: 5 * 1_000_003 + r.n, space, trials: told.slice(0, known) }));
+    }
+    const trained = knobsAt(r.commit!);
+    const same = (a: Record<string, number>) => Object.keys(a).every((k) => Number(formatValue(a[k], k === 'WIDTH')) === trained[k]);
+    assert.ok(answers.some(same), `${r.id} (${r.n >= before ? 'after' : 'before'} the restart): trained ${JSON.stringify(trained)}, the sampler answers ${JSON.stringify(answers)}`);
+  }
 });
 
 test('the GPU worker SIGKILLed mid-training takes its training with it and the attempt is retried; the server SIGKILLed and restarted on its SQLite file goes on', async () => {

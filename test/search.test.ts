@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readRecords, resultsDir } from '../activities/results';
 import { askSampler, searchSpace } from '../activities/sampler';
-import { findHyperparameters } from '../activities/sweep';
+import { findHyperparameters, knobValues } from '../activities/sweep';
 import { startRun } from '../scripts/runs';
 import { workflowIdFor, type ExperimentRecord, type ProposerKind, type StatusView } from '../workflows/types';
 import { writeReport } from '../scripts/report';
@@ -31,7 +31,7 @@ after(async () => {
 });
 
 const knobsAt = (repo: string, commit: string) =>
-  Object.fromEntries(findHyperparameters(gitIn(repo, 'show', `${commit}:train.py`)).map((p) => [p.name, p.value]));
+  knobValues(gitIn(repo, 'show', `${commit}:train.py`));
 
 async function night(proposer: ProposerKind, seed: number, extra = {}): Promise<{ repo: string; tag: string; records: ExperimentRecord[] }> {
   const repo = await makeRepo({ 'train.py': SEARCH_TRAIN });

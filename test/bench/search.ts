@@ -3,7 +3,7 @@
 // whose optimum lies between the sweep's grid points. `npm run bench -- search`: the median gap over seeds
 // after 20 and 50 trials. The searches run without Temporal or trainings: the same proposal code, no waiting.
 import { askSampler, searchSpace } from '../../activities/sampler';
-import { findHyperparameters, formatValue, proposeSweep } from '../../activities/sweep';
+import { findHyperparameters, formatValue, knobValues, proposeSweep } from '../../activities/sweep';
 import { gitBlobId } from '../../activities/harness';
 import { OPTIMUM, SEARCH_TRAIN, trueScore } from '../search-fixture';
 
@@ -14,14 +14,14 @@ type Search = (seed: number, trials: number) => Promise<number[]>; // the true s
 
 const sweep: Search = async (seed, trials) => {
   let best = SEARCH_TRAIN;
-  let bestScore = trueScore(knobs(best));
+  let bestScore = trueScore(knobValues(best));
   const tried = new Set([gitBlobId(Buffer.from(best))]);
   const scores = [bestScore];
   for (let n = 1; n < trials; n++) {
     const change = proposeSweep(best, seed, n, tried);
     if (!change) break;
     tried.add(gitBlobId(Buffer.from(change.content)));
-    const score = trueScore(knobs(change.content));
+    const score = trueScore(knobValues(change.content));
     scores.push(score);
     if (score < bestScore) [best, bestScore] = [change.content, score];
   }
@@ -30,7 +30,7 @@ const sweep: Search = async (seed, trials) => {
 
 const sampled = (sampler: 'tpe' | 'cmaes'): Search => async (seed, trials) => {
   const space = searchSpace(findHyperparameters(SEARCH_TRAIN), undefined);
-  const told = [{ params: knobs(SEARCH_TRAIN), value: trueScore(knobs(SEARCH_TRAIN)) }];
+  const told = [{ params: knobValues(SEARCH_TRAIN), value: trueScore(knobValues(SEARCH_TRAIN)) }];
   for (let n = 1; n < trials; n++) {
     const asked = await askSampler({ sampler, seed: seed * 1_000_003 + n, space, trials: told });
     // As the proposal writes them: formatted into the file, then read back.
@@ -39,10 +39,6 @@ const sampled = (sampler: 'tpe' | 'cmaes'): Search => async (seed, trials) => {
   }
   return told.map((t) => t.value);
 };
-
-function knobs(source: string): Record<string, number> {
-  return Object.fromEntries(findHyperparameters(source).map((p) => [p.name, p.value]));
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
