@@ -82,6 +82,10 @@ async function main(): Promise<void> {
   fake.fallback = () => ({ content: answer('halve LR again', [{ path: 'train.py', search: 'LR = 0.05', replace: 'LR = 0.025' }]) });
   await record('llm', { 'train.py': 'LR = 0.1  # lr\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n' }, { proposer: 'llm', model: 'recorded', maxExperiments: 5 });
 
+  // A coding agent in its box: it halves LR and leaves a file outside the editable ones, which is dropped and named.
+  const agent = `python3 -c "import re; s = open('train.py').read(); lr = float(re.search(r'LR = ([0-9.e-]+)', s).group(1)); open('train.py', 'w').write(s.replace('LR = %r' % lr, 'LR = %r' % (lr / 2))); open('notes.txt', 'w').write('tried it')"`;
+  await record('agent', { 'train.py': 'LR = 0.1  # lr\nprint("---")\nprint(f"val_bpb: {1 + LR:.6f}")\n' }, { proposer: 'agent', agent, maxExperiments: 4 });
+
   await fake.close();
   await env.teardown();
 }

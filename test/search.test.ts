@@ -105,6 +105,16 @@ test('the sampler is told every result and asks the same again for the same hist
   assert.equal(jsonl.trim().split('\n').length, 8, 'its whole history is results.jsonl and the commits');
 });
 
+test('CMA-ES learns from the trials it is told: two generations in which a lower LR scored better move its asks there', async () => {
+  const space = { LR: { low: 0.003, high: 0.3, log: true, int: false }, WIDTH: { low: 1, high: 16, log: true, int: true } };
+  // LR from 0.003 to 0.3 in even log steps, told in a shuffled order: the lower, the better; WIDTH does nothing.
+  const trials = Array.from({ length: 12 }, (_, i) => (i * 5) % 12).map((j) => ({ params: { LR: 0.003 * 100 ** (j / 11), WIDTH: 4 }, value: 1 + j / 11 }));
+  for (let seed = 1; seed <= 5; seed++) {
+    const asked = await askSampler({ sampler: 'cmaes', seed, space, trials });
+    assert.ok(asked.LR < 0.03, `seed ${seed}: asked LR ${asked.LR}, above the range's middle (0.03), where it started`);
+  }
+});
+
 test('autoresearch.json "search" sets the ranges, and a knob it names that is not there is one clear line', () => {
   const params = findHyperparameters(SEARCH_TRAIN);
   assert.deepEqual(searchSpace(params, undefined), {
