@@ -129,7 +129,7 @@ export async function readEditable(config: RunConfig, commit: string): Promise<R
 }
 
 const MIXED_EVERY = 4; // mixed: every 4th proposal is the sampler's…
-const MIXED_AFTER_LOSSES = 3; // …and so is the next one after 3 code changes in a row that were not kept
+const MIXED_AFTER_LOSSES = 3; // …and so is the next one after 3 code changes in a row (llm's or agent's) that were not kept
 
 export async function propose(input: ProposeInput): Promise<Proposal> {
   const { config, key, parent } = input;
@@ -139,11 +139,13 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
   const records = await userFacing(() => readRecords(config.repo, config.tag));
   const sampler = config.proposer === 'mixed' ? 'tpe' : config.proposer;
   if (config.proposer === 'mixed') {
-    const code = records.filter((r) => r.proposer === 'llm').slice(-MIXED_AFTER_LOSSES);
+    // The code changes are the agent's where one is given (--agent), else the llm's.
+    const coder = config.agent ? 'agent' : 'llm';
+    const code = records.filter((r) => r.proposer === coder).slice(-MIXED_AFTER_LOSSES);
     const lost = code.length === MIXED_AFTER_LOSSES && code.every((r) => r.status !== 'keep');
     if (key % MIXED_EVERY !== 0 && !lost) {
-      const byLlm = await proposeByLlm(input);
-      return byLlm.ok ? { ...byLlm, by: 'llm' } : byLlm;
+      const change = await (config.agent ? proposeByAgent(input) : proposeByLlm(input));
+      return change.ok ? { ...change, by: coder } : change;
     }
   }
   const proposal = await userFacing(async () => proposeBySampler(config, sampler, key, await readEditable(config, parent), records));

@@ -101,10 +101,13 @@ async function readRepoConfig(repo: string): Promise<RepoConfig> {
 }
 
 /** The llm proposer when an endpoint is configured, else the offline sweep; the reason is printed at start. */
-function chooseProposer(flag: string | undefined, env: NodeJS.ProcessEnv): { proposer: ProposerKind; why: string } {
+function chooseProposer(flag: string | undefined, env: NodeJS.ProcessEnv, agent: boolean): { proposer: ProposerKind; why: string } {
   if (flag !== undefined && !PROPOSERS.includes(flag as ProposerKind)) throw new UserError(`--proposer: "${flag}" is not one of ${PROPOSERS.join(', ')}`);
   const endpoint = env.OPENAI_BASE_URL ? `OPENAI_BASE_URL is ${env.OPENAI_BASE_URL}` : env.OPENAI_API_KEY ? 'OPENAI_API_KEY is set' : null;
-  if ((flag === 'llm' || flag === 'mixed') && !endpoint) throw new UserError(`--proposer ${flag} needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server)`);
+  if ((flag === 'llm' || (flag === 'mixed' && !agent)) && !endpoint) {
+    const or = flag === 'mixed' ? ', or a coding agent: --agent CMD' : '';
+    throw new UserError(`--proposer ${flag} needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible server)${or}`);
+  }
   if (flag) return { proposer: flag as ProposerKind, why: `--proposer ${flag}` };
   if (endpoint) return { proposer: 'llm', why: endpoint };
   return { proposer: 'sweep', why: 'no OPENAI_API_KEY or OPENAI_BASE_URL is set' };
@@ -148,13 +151,14 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
     if (path.startsWith('/') || path.split('/').includes('..')) throw new UserError(`--editable: ${path} must be a path inside the repo`);
   }
   const { timeoutMs, budgetSeconds } = timing(flags, env, file);
-  const { proposer, why } = chooseProposer(str('proposer'), env);
+  const { proposer, why } = chooseProposer(str('proposer'), env, str('agent') !== undefined);
+  const usesLlm = proposer === 'llm' || (proposer === 'mixed' && str('agent') === undefined);
   const model = str('model') ?? env.AUTORESEARCH_MODEL;
-  if ((proposer === 'llm' || proposer === 'mixed') && !model) throw new UserError(`the ${proposer} proposer needs a model: --model NAME or AUTORESEARCH_MODEL`);
+  if (usesLlm && !model) throw new UserError(`the ${proposer} proposer needs a model: --model NAME or AUTORESEARCH_MODEL`);
   if (str('false-keep') !== undefined && str('confirm-z') !== undefined)
     throw new UserError('--false-keep replaces --confirm-z: give one of them');
   const llmOnly = ['temperature', 'llm-max-tokens'].filter((name) => str(name) !== undefined);
-  if (proposer !== 'llm' && proposer !== 'mixed' && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer})`);
+  if (!usesLlm && llmOnly.length) throw new UserError(`--${llmOnly[0]} applies to the llm proposer only (this run uses ${proposer}${proposer === 'mixed' ? ' with an agent' : ''})`);
   const agent = agentFlags(flags, proposer);
   const config: RunConfig = {
     tag,
@@ -187,15 +191,15 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
   return { config, why };
 }
 
-/** --agent and its companions: the command is required with --proposer agent, and refused without it. */
+/** --agent and its companions: required with --proposer agent, taken by mixed (its code changes), refused elsewhere. */
 function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agent' | 'agentEnv' | 'agentTimeoutMs' | 'agentNetwork'> {
   const given = ['agent', 'agent-env', 'agent-timeout', 'agent-network'].filter((name) => flags[name] !== undefined);
-  if (proposer !== 'agent') {
+  if (proposer !== 'agent' && (proposer !== 'mixed' || !given.length)) {
     if (given.length) throw new UserError(`--${given[0]} applies to the agent proposer only (this run uses ${proposer}; add --proposer agent)`);
     return {};
   }
   const agent = (flags.agent as string | undefined)?.trim();
-  if (!agent) throw new UserError('--proposer agent needs the agent\'s command: --agent "CMD" (e.g. --agent "claude -p"; docs/proposers.md has recipes)');
+  if (!agent) throw new UserError(`--proposer ${proposer} needs the agent's command: --agent "CMD" (e.g. --agent "claude -p"; docs/proposers.md has recipes)`);
   const names = ((flags['agent-env'] as unknown as string[] | undefined) ?? []).flatMap((n) => n.split(',')).map((n) => n.trim()).filter(Boolean);
   const bad = names.find((n) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(n));
   if (bad !== undefined) throw new UserError(`--agent-env: "${bad}" is not a variable name (give the name, e.g. ANTHROPIC_API_KEY, never its value)`);

@@ -288,3 +288,11 @@ test('agents run ahead of the slots and side by side, each in its own box', asyn
   const overlapping = all.some((a) => all.some((b) => a !== b && b.start! < a.end! && b.start! >= a.start!));
   assert.ok(overlapping, 'two agents worked at the same time');
 });
+
+test('mixed with an agent: the agent changes the code, the sampler tunes the knobs, each row says which', async () => {
+  const { view, records } = await night('mixed-agent', 'python3 agents/agent.py commit', { proposer: 'mixed', maxExperiments: 7 });
+  assert.equal((view as StatusView).state, 'completed');
+  for (const r of records.slice(1)) assert.equal(r.proposer, r.description.startsWith('tpe: ') ? 'tpe' : 'agent', r.description);
+  assert.ok(records.some((r) => r.proposer === 'tpe'), 'every 4th proposal is the sampler\'s');
+  assert.ok(records.some((r) => r.proposer === 'agent' && r.status === 'keep'), JSON.stringify(records.map((r) => [r.description, r.status])));
+});

@@ -141,6 +141,12 @@ describe('mistakes caught before reaching the server', () => {
     await expectOneLine([...agent, '--agent', 'claude -p', '--agent-timeout', '40m'], /--agent-timeout 40m is over the most an agent may take, 25m/);
     const valid = ['--agent', 'claude -p', '--agent-env', 'A,B', '--agent-env', 'C', '--agent-timeout', '5m', '--agent-network'];
     await expectOneLine([...agent, ...valid], /cannot reach the Temporal server/);
+    // mixed takes its code changes from the agent where one is given: no endpoint or model needed then.
+    const mixed = ['start', '--repo', repo, '--tag', 't', '--proposer', 'mixed'];
+    await expectOneLine(mixed, /--proposer mixed needs OPENAI_API_KEY .*, or a coding agent: --agent CMD/);
+    await expectOneLine([...mixed, '--agent-env', 'A'], /--proposer mixed needs OPENAI_API_KEY/);
+    await expectOneLine([...mixed, '--agent', 'claude -p', '--temperature', '0.5'], /--temperature applies to the llm proposer only \(this run uses mixed with an agent\)/);
+    await expectOneLine([...mixed, '--agent', 'claude -p'], /cannot reach the Temporal server/);
   });
 
   test('a Temporal profile that does not exist, or a malformed temporal.toml, is one line naming the file', async () => {
