@@ -11,7 +11,9 @@ import { promisify } from 'node:util';
 import { boxFiles } from '../gpu-worker/files';
 import { defaultLimits, limitPrefix, tmpfsBytes } from '../gpu-worker/limits';
 import { runCommand, type RunOutcome } from '../gpu-worker/runner';
-import { boxEnv, buildSyscallFilter, bwrapArgs, cacheDir, findBwrap, handToBox, planBox, sandboxProblem } from '../gpu-worker/sandbox';
+import {
+  boxEnv, buildSyscallFilter, bwrapArgs, cacheDir, egressProblem, findBwrap, findSlirp, handToBox, planBox, sandboxProblem,
+} from '../gpu-worker/sandbox';
 import { newScratch, removeScratch, SCRATCH_ROOT, workerScratch } from '../gpu-worker/scratch';
 import type { ExperimentRecord, Proposal, RunConfig } from '../workflows/types';
 import { describeChange, InvalidAnswer, validateCandidate } from './edits';
@@ -162,7 +164,7 @@ export async function runAgent(ctx: AgentContext, heartbeat: (details: { elapsed
     if (value === undefined) return fail(`--agent-env ${name} is not set in the control worker's environment`, 0, true);
     secrets[name] = value;
   }
-  const noBox = sandboxProblem();
+  const noBox = sandboxProblem() ?? (config.agentNetwork === 'egress' ? egressProblem('--agent-network', '--agent-host-network') : null);
   if (noBox) return fail(`the agent runs in a box, and ${noBox.replace(/, or start the GPU worker .*$/, '')}`, 0, true);
   const redact = redactor(secrets);
   const scratch = await newScratch(`agent-${config.tag}-${key}`);
@@ -189,13 +191,13 @@ export async function runAgent(ctx: AgentContext, heartbeat: (details: { elapsed
       findBwrap() ?? 'bwrap',
       ...bwrapArgs(await planBox({
         scratch: checkout, scratchRoot: SCRATCH_ROOT, checkout: config.repo, pathPrefix,
-        network: Boolean(config.agentNetwork), env, channel: brief, tmpfsBytes: tmpfsBytes(limits),
+        network: config.agentNetwork ?? 'none', env, channel: brief, tmpfsBytes: tmpfsBytes(limits),
         filtered: seccomp !== undefined, noGpu: true,
       })),
       ...limitPrefix(limits),
     ];
     const inBox = (command: string, timeoutMs: number): Promise<RunOutcome> =>
-      runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal });
+      runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal, egress: config.agentNetwork === 'egress' ? findSlirp() ?? 'slirp4netns' : undefined });
     const started = Date.now();
     const beat = () => heartbeat({ elapsed: Math.round((Date.now() - started) / 1000) });
     const ticker = setInterval(beat, HEARTBEAT_EVERY_MS);

@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { FILTER_FD } from './sandbox';
+import type { Readable, Writable } from 'node:stream';
+import { BLOCK_FD, connectEgress, INFO_FD } from './egress';
 
 const GUARD = join(__dirname, 'guard.sh');
 const TAIL_CHARS = 64 * 1024; // kept in memory; the summary block is read from here
@@ -17,6 +18,7 @@ export interface RunOptions {
   signal?: AbortSignal; // aborting kills the process group
   box?: string[]; // argv the command runs inside, e.g. bwrap and its arguments (gpu-worker/sandbox.ts)
   filter?: string; // a file the command gets open on FILTER_FD: the box's syscall filter, for bwrap --seccomp
+  egress?: string; // slirp4netns, for a box made with egressArgs(): its uplink is set up while it waits
   onLine?: (line: string) => void;
 }
 
@@ -32,14 +34,20 @@ export function runCommand(command: string, opts: RunOptions): Promise<RunOutcom
   const started = Date.now();
   const filter = opts.filter === undefined ? null : openSync(opts.filter, 'r');
   // detached: the guard leads a new process group, so one kill reaches everything the command started.
+  // fds 3 (the guard's own), FILTER_FD, INFO_FD and BLOCK_FD, as far as this box needs them
+  const extra: ('ignore' | 'pipe' | number)[] = ['ignore', filter ?? 'ignore', ...(opts.egress ? ['pipe' as const, 'pipe' as const] : [])];
   const child = spawn('bash', [GUARD, command, ...(opts.box ?? [])], {
     cwd: opts.cwd,
     env: opts.env,
     detached: true,
-    stdio: ['pipe', 'pipe', 'pipe', ...(filter === null ? [] : Array(FILTER_FD - 3).fill('ignore').concat(filter))],
+    stdio: ['pipe', 'pipe', 'pipe', ...(filter === null && !opts.egress ? [] : extra)],
   });
   if (filter !== null) closeSync(filter); // the child has its own copy; bwrap closes it once read
   let tail = '';
+  const pipes = child.stdio as unknown as (Readable & Writable)[];
+  const stopEgress = opts.egress
+    ? connectEgress(pipes[INFO_FD], pipes[BLOCK_FD], opts.egress, (line) => (tail += `${line}\n`))
+    : () => {};
   let timedOut = false;
   let aborted = false;
   const killGroup = () => {
@@ -51,7 +59,7 @@ export function runCommand(command: string, opts: RunOptions): Promise<RunOutcom
   };
   // One decoder and one unfinished line per stream: a character or a line split across chunks, or
   // interleaved with the other stream, still arrives whole.
-  const streams = [child.stdout, child.stderr].map((stream) => {
+  const streams = [child.stdout!, child.stderr!].map((stream) => {
     const state = { decoder: new StringDecoder('utf8'), partial: '' };
     stream.on('data', (chunk: Buffer) => {
       const text = state.decoder.write(chunk);
@@ -78,7 +86,8 @@ export function runCommand(command: string, opts: RunOptions): Promise<RunOutcom
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       killGroup(); // leftovers the command left behind in its group
-      child.stdin.destroy();
+      stopEgress();
+      child.stdin!.destroy();
       for (const { partial } of streams) if (partial) opts.onLine?.(partial);
       done({ exitCode: code, timedOut, aborted, seconds: (Date.now() - started) / 1000, tail });
     });

@@ -9,6 +9,7 @@ import { chmod } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { EGRESS_PACKAGE, egressArgs } from './egress';
 
 export const BOX_HOME = '/home/sandbox'; // the training's HOME: an empty directory of its own
 export const SANDBOX_PACKAGE = 'bubblewrap'; // the distribution package that ships bwrap
@@ -31,6 +32,9 @@ const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ'
 
 type Log = (line: string) => void;
 
+/** A box's network: none at all; egress only (gpu-worker/egress.ts: never the host's loopback); or the host's own. */
+export type Network = 'none' | 'egress' | 'host';
+
 /** What a box shows of the host: everything read-only, except as said here. */
 export interface Box {
   system: (string | [link: string, target: string])[]; // the host's system folders, or the links that stand for them
@@ -43,7 +47,7 @@ export interface Box {
   readOnly: string[]; // paths shown again, read-only, where a hidden path covers them (python env, data)
   aliases: [from: string, to: string][]; // host paths shown read-only at another place too
   devices: string[]; // device nodes passed through (GPUs)
-  network: boolean; // share the host's network, loopback included
+  network: Network;
   filtered?: boolean; // a syscall filter arrives on FILTER_FD (gpu-worker/seccomp.py)
   env: Record<string, string>; // the command's whole environment
 }
@@ -104,7 +108,7 @@ export function bwrapArgs(box: Box): string[] {
     // pid, ipc, uts, mount, network (and cgroup where possible). Not a user namespace when root starts
     // the box: its uid would map to the host's root, who owns /etc/shadow and /proc/sys.
     ...(asUser ? ['--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try'] : ['--unshare-all']),
-    ...(box.network ? ['--share-net'] : []),
+    ...(box.network === 'host' ? ['--share-net'] : box.network === 'egress' ? egressArgs() : []),
     '--die-with-parent', // on top of the guard: the box dies with the process that started it
     '--new-session', // no TIOCSTI into the worker's terminal
     ...(box.filtered ? ['--seccomp', String(FILTER_FD)] : []),
@@ -225,6 +229,24 @@ export async function buildSyscallFilter(out: string): Promise<string | null> {
     /No module named .seccomp/.test(err.stderr ?? '') ? missing : `the syscall filter could not be built (${(err.stderr ?? '').trim().split('\n').at(-1)})`);
 }
 
+/** The slirp4netns on PATH, or null: what egress-only networking needs. */
+export function findSlirp(path = process.env.PATH ?? ''): string | null {
+  return onPath('slirp4netns', path);
+}
+
+/** Why a box cannot have egress-only networking here (`flag` asked for it), as one line naming the fix, or null. */
+export function egressProblem(flag: string, hostFlag: string, path = process.env.PATH ?? ''): string | null {
+  if (findSlirp(path)) return null;
+  return `${flag} needs slirp4netns (egress without this host's loopback): install the package "${EGRESS_PACKAGE}" ` +
+    `(npx autoresearch provision does, as root), or use ${hostFlag} to share this host's network, loopback included`;
+}
+
+/** Provisioning: slirp4netns, the uplink of egress-only boxes (--network, --agent-network); where it is, or null. */
+export function ensureEgress(log: Log = console.log, path = process.env.PATH ?? ''): Promise<string | null> {
+  const howTo = `install the package "${EGRESS_PACKAGE}" from your distribution`;
+  return ensurePackage(EGRESS_PACKAGE, 'egress-only networking for boxes', () => findSlirp(path), howTo, log, path);
+}
+
 /** Why no box can be made here, as one line naming the fix, or null when bwrap works. */
 export function sandboxProblem(path = process.env.PATH ?? ''): string | null {
   const bwrap = findBwrap(path);
@@ -309,7 +331,7 @@ export interface BoxRequest {
   scratchRoot: string; // every worker's scratch directories: other slots' included
   checkout: string; // the GPU worker's clone of the research repo
   pathPrefix?: string; // the slot's bin directory (the shipped targets' Python environment)
-  network: boolean;
+  network: Network;
   env: Record<string, string>;
   readOnlyScratch?: boolean; // the evaluation's boxes
   validation?: 'shown' | 'hidden'; // default shown; hidden from the training of a target that declares `evaluate`

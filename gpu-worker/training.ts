@@ -14,7 +14,7 @@ import { evaluate, type BoxFor, type Evaluation } from './evaluation';
 import { boxFiles } from './files';
 import { defaultLimits, limitPrefix, limitReason, tmpfsBytes, type Limits } from './limits';
 import { runCommand, type RunOutcome } from './runner';
-import { boxEnv, bwrapArgs, findBwrap, handToBox, planBox, type BoxRequest } from './sandbox';
+import { boxEnv, bwrapArgs, findBwrap, findSlirp, handToBox, planBox, type BoxRequest, type Network } from './sandbox';
 import { materialize, newScratch, removeScratch, SCRATCH_ROOT } from './scratch';
 import { parseProgress, parseSummary, type Summary } from './summary';
 
@@ -35,7 +35,7 @@ export interface Slot {
   gpu?: { uuid: string; minor: number }; // that GPU as the driver names it, where known: its box shows no other
   pathPrefix?: string; // a bin directory put first on PATH (the shipped targets' Python environment)
   sandbox?: boolean; // default true: the command runs in a bubblewrap box; false only with --no-sandbox
-  network?: boolean; // the box shares the host's network (gpu-worker --network)
+  network?: Network; // the box's network (gpu-worker --network: egress only; --host-network: the host's)
   scratchRoot?: string; // where scratch copies go (default SCRATCH_ROOT)
   limits?: Limits; // memory, processes, file size: on every training, boxed or not (default: one slot's)
   syscallFilter?: string; // the box's seccomp filter (BPF), built at the worker's start; never with --no-sandbox
@@ -202,7 +202,7 @@ async function trainAndScore(
     experimentId: input.experimentId, scorer: declared.scorer, server: input.command, scratch: dir,
     harness: paths.filter((p) => isHarnessPath(p, editable)), scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT,
     env: trainingEnv(slot, input), timeoutMs: Math.max(input.timeoutMs - seconds * 1000, 0),
-    signal: ctx.cancellationSignal, box: boxFor(slot, false), filter: slot.syscallFilter, beat: hb.beat,
+    signal: ctx.cancellationSignal, box: boxFor(slot, 'none'), filter: slot.syscallFilter, beat: hb.beat,
   });
   if (ctx.cancellationSignal.aborted) await ctx.cancelled;
   return belowFloor(scored(fields, summary, evaluation), declared.floor);
@@ -266,7 +266,7 @@ function scored(fields: Partial<TrainingResult>, summary: Summary, ev: Evaluatio
 }
 
 /** What a command of this slot runs inside: bwrap and its arguments (unless --no-sandbox), then its limits. */
-function boxFor(slot: Slot, network: boolean): BoxFor {
+function boxFor(slot: Slot, network: Network): BoxFor {
   const limits = limitPrefix(limitsOf(slot));
   if (slot.sandbox === false) return async () => limits;
   const { checkout, pathPrefix } = slot;
@@ -283,10 +283,12 @@ async function runBoxed(
 ): Promise<RunOutcome> {
   const ctx = Context.current();
   const env = trainingEnv(slot, input);
-  const box = await boxFor(slot, Boolean(slot.network))({ scratch: dir, validation, env });
+  const network = slot.sandbox === false ? 'none' : slot.network ?? 'none';
+  const box = await boxFor(slot, network)({ scratch: dir, validation, env });
   hb.commandStarted();
   const outcome = await runCommand(input.command, {
     cwd: dir, env, box, filter: slot.syscallFilter, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal,
+    egress: network === 'egress' ? findSlirp() ?? 'slirp4netns' : undefined,
     onLine: hb.progress,
   });
   if (outcome.aborted) await ctx.cancelled;

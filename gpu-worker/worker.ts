@@ -9,7 +9,7 @@ import { git, resolve, rootCommit } from '../activities/git';
 import { RepoError } from '../activities/repo';
 import { gpuQueueFor } from '../workflows/types';
 import { defaultLimits, type Limits } from './limits';
-import { buildSyscallFilter, realPath, sandboxProblem } from './sandbox';
+import { buildSyscallFilter, realPath, sandboxProblem, type Network } from './sandbox';
 import { sweepScratch, workerScratch } from './scratch';
 import { createTrainingActivities, slotName, type Slot } from './training';
 
@@ -19,7 +19,7 @@ export interface GpuWorkerOptions {
   gpus?: string[]; // one slot per GPU index
   pathPrefix?: string;
   sandbox?: boolean; // default true; false (--no-sandbox) runs proposed code unconfined
-  network?: boolean; // default false; true (--network) lets trainings reach the network and this host's loopback
+  network?: Network; // default 'none'; 'egress' (--network): the network but not this host's loopback; 'host' (--host-network): all of it
   limits?: Partial<Limits>; // what the user set; the rest are the defaults for this host
   log?: (line: string) => void; // what the worker does at start (scratch swept)
 }
@@ -35,7 +35,7 @@ export function slotsFor(opts: GpuWorkerOptions): Slot[] {
     gpu: opts.gpus && identities.get(opts.gpus[i]),
     pathPrefix: opts.pathPrefix,
     sandbox: opts.sandbox !== false,
-    network: Boolean(opts.network),
+    network: opts.network ?? 'none',
     limits,
   }));
 }

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { CONTROL_QUEUE } from '../workflows/types';
 import { parseCount, parseFlags, parseSize, required } from './args';
 import { UserError } from './errors';
+import type { Network } from '../gpu-worker/sandbox';
 
 /** Each verb's arguments and what it does: `--help` prints them all, `<verb> --help` its own. */
 const USAGE: Record<string, { args: string; about: string }> = {
@@ -15,7 +16,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
   },
   worker: { args: '', about: 'the control worker (proposals, git, results); registers the search attributes' },
   'gpu-worker': {
-    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network] [--no-sandbox] [--memory-limit SIZE] [--process-limit N] [--file-size-limit SIZE]',
+    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network | --host-network] [--no-sandbox] [--memory-limit SIZE] [--process-limit N] [--file-size-limit SIZE]',
     about: 'training slots for the runs on that repo',
   },
   init: { args: '--target tiny PATH', about: 'a research repo from a shipped target, data prepared' },
@@ -30,7 +31,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
       '[--min-improvement X] [--max-proposer-failures N] [--history-size N]',
       '[--baseline-runs 5] [--false-keep 0.01] [--verify-runs 3]',
       '[--temperature X] [--llm-max-tokens N] [--max-tokens-total N] [--llm-timeout 10m]',
-      '[--agent CMD] [--agent-env NAME]... [--agent-timeout 10m] [--agent-network]',
+      '[--agent CMD] [--agent-env NAME]... [--agent-timeout 10m] [--agent-network | --agent-host-network]',
     ].join('\n        '),
     about: 'start a study',
   },
@@ -129,14 +130,14 @@ const verbs: Record<string, Verb> = {
 
   async 'gpu-worker'(argv) {
     const { createGpuWorker, detectGpus, gpuQueueOf, slotsFor } = await import('../gpu-worker/worker'); // lazy imports: see the top
-    const { sandboxProblem } = await import('../gpu-worker/sandbox');
+    const { egressProblem, sandboxProblem } = await import('../gpu-worker/sandbox');
     const { describeLimits } = await import('../gpu-worker/limits');
     const { pythonEnv } = await import('./provision');
     const { connectWorker, temporalTarget } = await import('./connect');
     if (argv.includes('--no-network')) throw new UserError('gpu-worker: --no-network is gone: trainings have no network unless --network');
     const { flags } = parseFlags('gpu-worker', argv, {
       repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' },
-      network: { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },
+      network: { type: 'boolean' }, 'host-network': { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },
       'memory-limit': { type: 'string' }, 'process-limit': { type: 'string' }, 'file-size-limit': { type: 'string' },
     });
     const checkout = resolve(required(flags, 'repo', 'gpu-worker'));
@@ -146,14 +147,15 @@ const verbs: Record<string, Verb> = {
     if (gpus && flags.slots !== undefined) throw new UserError('gpu-worker: --gpus and --slots exclude each other (one slot per GPU)');
     const slots = flags.slots === undefined ? 1 : parseCount('--slots', flags.slots as string);
     const sandbox = !flags['no-sandbox'];
-    const network = Boolean(flags.network);
+    if (flags.network && flags['host-network']) throw new UserError('gpu-worker: --network and --host-network exclude each other');
+    const network: Network = flags.network ? 'egress' : flags['host-network'] ? 'host' : 'none';
     const flag = (name: string) => flags[name] as string | undefined;
     const limits = {
       memoryBytes: flag('memory-limit') === undefined ? undefined : parseSize('--memory-limit', flag('memory-limit')!),
       processes: flag('process-limit') === undefined ? undefined : parseCount('--process-limit', flag('process-limit')!, 16),
       fileBytes: flag('file-size-limit') === undefined ? undefined : parseSize('--file-size-limit', flag('file-size-limit')!),
     };
-    const problem = sandbox ? sandboxProblem() : null;
+    const problem = sandbox ? sandboxProblem() ?? (network === 'egress' ? egressProblem('--network', '--host-network') : null) : null;
     if (problem) throw new UserError(`gpu-worker: ${problem}`);
     if (!sandbox) console.log("warning: --no-sandbox: proposed code runs unconfined, as this user, with this host's files and network");
     const taskQueue = await gpuQueueOf(checkout);
@@ -163,7 +165,8 @@ const verbs: Record<string, Verb> = {
     const opts = { checkout, slots, gpus, pathPrefix, sandbox, network, limits, log: console.log };
     const worker = await createGpuWorker(connection, target.namespace, opts);
     console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${taskQueue} at ${target.address}, checkout ${checkout}`);
-    const box = sandbox ? `in a sandbox, ${network ? 'with' : 'without'} network access` : 'without a sandbox';
+    const reach = { none: 'without network access', egress: "with network access but not this host's loopback", host: "sharing this host's network, loopback included" };
+    const box = sandbox ? `in a sandbox, ${reach[network]}` : 'without a sandbox';
     console.log(`training commands run ${box}, with ${pathPrefix} first on PATH`);
     console.log(describeLimits(slotsFor(opts)[0].limits!, sandbox));
     await serveWorkers(connection, async () => [worker]);

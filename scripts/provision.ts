@@ -7,7 +7,7 @@ import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/p
 import { homedir, tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ensureBubblewrap, ensureSyscallFilter } from '../gpu-worker/sandbox';
+import { ensureBubblewrap, ensureEgress, ensureSyscallFilter } from '../gpu-worker/sandbox';
 import { UserError } from './errors';
 
 export const CACHE_DIR = process.env.AUTORESEARCH_CACHE ?? join(homedir(), '.cache', 'autoresearch');
@@ -191,5 +191,6 @@ export async function provision(log: Log = console.log): Promise<{ cli: string; 
   log(`python env:   ${pythonBin}`);
   log(`sandbox:      ${(await ensureBubblewrap(log)) ?? 'none: trainings need bubblewrap, or gpu-worker --no-sandbox'}`);
   log(`syscalls:     ${(await ensureSyscallFilter(log)) ?? 'no filter: install python3-seccomp (boxes run without one)'}`);
+  log(`egress:       ${(await ensureEgress(log)) ?? 'none: --network and --agent-network need slirp4netns'}`);
   return { cli, pythonBin };
 }

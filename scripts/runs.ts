@@ -51,6 +51,7 @@ export const START_OPTIONS = {
   'agent-env': { type: 'string', multiple: true },
   'agent-timeout': { type: 'string' },
   'agent-network': { type: 'boolean' },
+  'agent-host-network': { type: 'boolean' },
 } as const;
 
 /** What `compare` shares with `start`: where the repo is, what a training runs and for how long. */
@@ -193,7 +194,7 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
 
 /** --agent and its companions: required with --proposer agent, taken by mixed (its code changes), refused elsewhere. */
 function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agent' | 'agentEnv' | 'agentTimeoutMs' | 'agentNetwork'> {
-  const given = ['agent', 'agent-env', 'agent-timeout', 'agent-network'].filter((name) => flags[name] !== undefined);
+  const given = ['agent', 'agent-env', 'agent-timeout', 'agent-network', 'agent-host-network'].filter((name) => flags[name] !== undefined);
   if (proposer !== 'agent' && (proposer !== 'mixed' || !given.length)) {
     if (given.length) throw new UserError(`--${given[0]} applies to the agent proposer only (this run uses ${proposer}; add --proposer agent)`);
     return {};
@@ -206,7 +207,9 @@ function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agen
   const timeout = flags['agent-timeout'] as string | undefined;
   const agentTimeoutMs = timeout === undefined ? undefined : parseDuration('--agent-timeout', timeout);
   if (agentTimeoutMs !== undefined && agentTimeoutMs > MAX_AGENT_TIMEOUT_MS) throw new UserError(`--agent-timeout ${timeout} is over the most an agent may take, ${formatDuration(MAX_AGENT_TIMEOUT_MS)}`);
-  return { agent, agentEnv: names.length ? [...new Set(names)] : undefined, agentTimeoutMs, agentNetwork: flags['agent-network'] === true ? true : undefined };
+  if (flags['agent-network'] && flags['agent-host-network']) throw new UserError('--agent-network and --agent-host-network exclude each other');
+  const agentNetwork = flags['agent-network'] ? 'egress' : flags['agent-host-network'] ? 'host' : undefined;
+  return { agent, agentEnv: names.length ? [...new Set(names)] : undefined, agentTimeoutMs, agentNetwork };
 }
 
 export function uiLink(uiBase: string, namespace: string, tag: string): string {

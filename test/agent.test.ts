@@ -10,7 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
+import { homedir, networkInterfaces } from 'node:os';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { runAgent } from '../activities/agent';
 import { readRecords } from '../activities/results';
@@ -58,6 +60,16 @@ elif mode == "hang":
         time.sleep(600)
 elif mode == "nothing":
     print("looked around, changed nothing")
+elif mode == "net":
+    import socket
+    seen = []
+    for host, port in re.findall(r"connect to ([\d.]+):(\d+)", prompt):
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+            seen.append(host + " open")
+        except OSError as e:
+            seen.append(host + " " + type(e).__name__)
+    commit(halve() + " [" + ", ".join(seen) + "]")
 elif mode == "hunt":
     found, wrote = [], []
     for name, value in os.environ.items():
@@ -150,6 +162,24 @@ test('an agent that changes nothing is a failed proposal, counted by --max-propo
   assert.match(((view as Error).cause as Error).message, /the proposer failed 2 times in a row \(last: the agent changed nothing in train\.py\)/);
   assert.deepEqual(records.map((r) => r.status), ['keep', 'crash', 'crash']);
   for (const r of records.slice(1)) assert.equal(r.commit, null);
+});
+
+test("--agent-network: the agent reaches the network but never this host's loopback, where the Temporal server is", async () => {
+  const outside = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+  assert.ok(outside, 'this host has an address besides loopback (the stand-in for the internet)');
+  const lan = createServer((socket) => socket.end()).listen(0, outside);
+  await once(lan, 'listening');
+  try {
+    const temporal = env.address.replace('localhost', '127.0.0.1'); // the dev server the study runs on
+    const targets = `connect to ${temporal}, connect to ${outside}:${(lan.address() as AddressInfo).port}`;
+    const program = () => `# research\nMake val_bpb lower.\n${targets}\n`;
+    const offline = await night('offline', 'python3 agents/agent.py net', { maxExperiments: 2 }, program);
+    assert.equal(offline.records[1].description, `halve LR 0.1 -> 0.05 [127.0.0.1 ConnectionRefusedError, ${outside} OSError]`);
+    const online = await night('online', 'python3 agents/agent.py net', { maxExperiments: 2, agentNetwork: 'egress' }, program);
+    assert.equal(online.records[1].description, `halve LR 0.1 -> 0.05 [127.0.0.1 ConnectionRefusedError, ${outside} open]`);
+  } finally {
+    lan.close();
+  }
 });
 
 test("an agent hunting for the host's secrets and writing outside its checkout finds and writes nothing", async () => {

@@ -96,7 +96,7 @@ describe('GPU slots', () => {
     child.kill('SIGTERM');
     const queue = gpuQueueFor(gitIn(repo, 'rev-list', '--max-parents=0', 'HEAD'));
     assert.match(out, new RegExp(`gpu worker: 2 slot\\(s\\) on task queue ${queue} at `));
-    assert.match(out, /training commands run in a sandbox, with network access, with .* first on PATH/);
+    assert.match(out, /training commands run in a sandbox, with network access but not this host's loopback, with .* first on PATH/);
     assert.match(out, /removed the scratch directories of \d+ dead worker\(s\)/);
     assert.equal(existsSync(dirname(leftover)), false, 'the dead worker\'s scratch is gone');
 

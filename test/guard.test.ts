@@ -54,7 +54,7 @@ async function startWorker(t: TestContext, command: (pidFile: string) => string,
   const pidFile = join(dir, 'pids');
   const script = join(dir, 'worker.ts');
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-  const box = boxed ? ['bwrap', ...bwrapArgs({ system: systemDirs(), scratch: dir, hide: [], private: ['/tmp'], readOnly: [], aliases: [], devices: [], network: false, env })] : undefined;
+  const box = boxed ? ['bwrap', ...bwrapArgs({ system: systemDirs(), scratch: dir, hide: [], private: ['/tmp'], readOnly: [], aliases: [], devices: [], network: 'none', env })] : undefined;
   writeFileSync(
     script,
     [

@@ -7,8 +7,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { networkInterfaces, tmpdir, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gitBlobId, harnessDigest, isHarnessPath } from '../activities/harness';
@@ -104,7 +104,7 @@ describe('bwrapArgs: the box as arguments', () => {
     readOnly: ['/root/.cache/autoresearch/python', '/root/.pyenv/versions/3.11.7', '/var/cache/autoresearch'],
     aliases: [['/var/cache/autoresearch', `${BOX_HOME}/.cache/autoresearch`]],
     devices: ['/dev/nvidia0', '/dev/nvidiactl'],
-    network: false,
+    network: 'none',
     env: { PATH: '/usr/bin:/bin', HOME: BOX_HOME },
   };
   const args = bwrapArgs(box);
@@ -115,7 +115,7 @@ describe('bwrapArgs: the box as arguments', () => {
     for (const flag of ['--unshare-all', '--die-with-parent', '--new-session']) assert.ok(args.includes(flag), flag);
     assert.ok(position('--cap-drop', 'ALL') >= 0);
     assert.ok(!args.includes('--share-net'), 'no network by default');
-    assert.ok(bwrapArgs({ ...box, network: true }).includes('--share-net'), '--network shares it');
+    assert.ok(bwrapArgs({ ...box, network: 'host' }).includes('--share-net'), '--host-network shares it');
     assert.ok(!args.includes('--as-pid-1'), "bwrap's own init reaps, so a process left behind dies with the box");
     assert.ok(!args.includes('--seccomp'));
     const filtered = bwrapArgs({ ...box, filtered: true });
@@ -390,26 +390,36 @@ print("attempt scratch: " + open("own.txt").read())
     }
   });
 
-  test('cannot reach a server listening on 127.0.0.1, unless the worker runs with --network', async () => {
-    const server = createServer((socket) => socket.end('hello from the host\n')).listen(0, '127.0.0.1');
-    await once(server, 'listening');
+  test("no network by default; --network reaches the host's other addresses but never its loopback; --host-network shares it all", async () => {
+    const outside = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    assert.ok(outside, 'this host has an address besides loopback (the stand-in for the internet)');
+    const hello = (socket: Socket) => socket.end('hello from the host\n');
+    const loopback = createServer(hello).listen(0, '127.0.0.1');
+    const lan = createServer(hello).listen(0, outside);
+    await Promise.all([once(loopback, 'listening'), once(lan, 'listening')]);
     try {
-      const port = (server.address() as AddressInfo).port;
+      const ports = { loopback: (loopback.address() as AddressInfo).port, lan: (lan.address() as AddressInfo).port };
       const probe = `python -c '
 import socket
-try:
-    print("attempt connect:", socket.create_connection(("127.0.0.1", ${port}), timeout=3).recv(64).decode().strip())
-except OSError as e:
-    print("attempt connect:", type(e).__name__)
+for name, address in [("loopback", ("127.0.0.1", ${ports.loopback})), ("lan", ("${outside}", ${ports.lan}))]:
+    try:
+        print("attempt " + name + ":", socket.create_connection(address, timeout=3).recv(64).decode().strip())
+    except OSError as e:
+        print("attempt " + name + ":", type(e).__name__)
 '; python -c '${SUMMARY}'`;
-      const closed = await trainOnce(slot, inputFor(checkout, probe));
-      assert.equal(closed.result.exitCode, 0, closed.result.logTail);
-      assert.equal(report(closed.result).connect, 'ConnectionRefusedError');
-      const open = await trainOnce({ ...slot, network: true }, inputFor(checkout, probe));
-      assert.equal(report(open.result).connect, 'hello from the host');
-      assert.equal(open.result.sandboxed, true, '--network is still in the box');
+      const reached = async (network: Slot['network']) => {
+        const { result } = await trainOnce({ ...slot, network }, inputFor(checkout, probe));
+        assert.equal(result.exitCode, 0, result.logTail);
+        assert.equal(result.sandboxed, true, 'still in the box');
+        const out = report(result);
+        return { loopback: out.loopback, lan: out.lan };
+      };
+      assert.deepEqual(await reached('none'), { loopback: 'ConnectionRefusedError', lan: 'OSError' });
+      assert.deepEqual(await reached('egress'), { loopback: 'ConnectionRefusedError', lan: 'hello from the host' });
+      assert.deepEqual(await reached('host'), { loopback: 'hello from the host', lan: 'hello from the host' });
     } finally {
-      server.close();
+      loopback.close();
+      lan.close();
     }
   });
 
@@ -642,7 +652,7 @@ describe('planBox on this host', () => {
     const checkout = join(scratchDir('checkout'), 'clone');
     gitIn(tmpdir(), 'clone', '--quiet', research, checkout);
     const scratch = scratchDir('scratch');
-    const box = await planBox({ scratch, scratchRoot: dirname(scratch), checkout, pathPrefix: pythonBin, network: false, env: { HOME: BOX_HOME } });
+    const box = await planBox({ scratch, scratchRoot: dirname(scratch), checkout, pathPrefix: pythonBin, network: 'none', env: { HOME: BOX_HOME } });
     for (const path of ['/tmp', '/root', '/home', checkout, research]) assert.ok(box.hide.includes(path), `${path} hidden`);
     assert.ok(box.readOnly.includes(dirname(pythonBin)), 'the python env');
     const base = venvBase(pythonBin);
