@@ -197,7 +197,7 @@ export async function runAgent(ctx: AgentContext, heartbeat: (details: { elapsed
       ...limitPrefix(limits),
     ];
     const inBox = (command: string, timeoutMs: number): Promise<RunOutcome> =>
-      runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal, egress: config.agentNetwork === 'egress' ? findSlirp() ?? 'slirp4netns' : undefined });
+      runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal, egress: config.agentNetwork === 'egress' ? { slirp4netns: findSlirp() ?? 'slirp4netns', allow: config.agentNetworkAllow ?? [] } : undefined });
     const started = Date.now();
     const beat = () => heartbeat({ elapsed: Math.round((Date.now() - started) / 1000) });
     const ticker = setInterval(beat, HEARTBEAT_EVERY_MS);

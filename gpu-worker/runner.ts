@@ -5,7 +5,7 @@ import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable, Writable } from 'node:stream';
-import { BLOCK_FD, connectEgress, INFO_FD } from './egress';
+import { BLOCK_FD, connectEgress, INFO_FD, type Egress } from './egress';
 
 const GUARD = join(__dirname, 'guard.sh');
 const TAIL_CHARS = 64 * 1024; // kept in memory; the summary block is read from here
@@ -18,7 +18,7 @@ export interface RunOptions {
   signal?: AbortSignal; // aborting kills the process group
   box?: string[]; // argv the command runs inside, e.g. bwrap and its arguments (gpu-worker/sandbox.ts)
   filter?: string; // a file the command gets open on FILTER_FD: the box's syscall filter, for bwrap --seccomp
-  egress?: string; // slirp4netns, for a box made with egressArgs(): its uplink is set up while it waits
+  egress?: Egress; // for a box made with egressArgs(): its uplink is set up while it waits
   onLine?: (line: string) => void;
 }
 

@@ -5,11 +5,12 @@
 // We defend against mistakes and hostile code, not a kernel exploit.
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
-import { chmod } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { EGRESS_PACKAGE, egressArgs } from './egress';
+import { EGRESS_PACKAGE, egressArgs, SLIRP_DNS } from './egress';
+import { workerScratch } from './scratch';
 
 export const BOX_HOME = '/home/sandbox'; // the training's HOME: an empty directory of its own
 export const SANDBOX_PACKAGE = 'bubblewrap'; // the distribution package that ships bwrap
@@ -368,6 +369,21 @@ function validationPaths(): string[] {
   return [dir, ...(aliased ? [join(BOX_HOME, '.cache', 'autoresearch', VALIDATION_DIR)] : [])];
 }
 
+let resolver: Promise<[string, string]> | undefined;
+
+/**
+ * An egress box's resolv.conf, naming slirp4netns's forwarder (the host's own resolver may sit in a
+ * range the box may not reach, or on its loopback), shown where the host's /etc/resolv.conf leads.
+ */
+function egressResolver(): Promise<[string, string]> {
+  resolver ??= workerScratch().then(async (dir) => {
+    const file = join(dir, 'resolv.conf');
+    await writeFile(file, `nameserver ${SLIRP_DNS}\n`, { mode: 0o644 });
+    return [file, realPath('/etc/resolv.conf') ?? '/etc/resolv.conf'];
+  });
+  return resolver;
+}
+
 /** The box of one training (or evaluation) on this host: see the README's "The sandbox" for each line. */
 export async function planBox(req: BoxRequest): Promise<Box> {
   const existing = (paths: (string | null | undefined)[]) =>
@@ -389,7 +405,10 @@ export async function planBox(req: BoxRequest): Promise<Box> {
     tmpfsBytes: req.tmpfsBytes,
     readOnly: existing([cacheDir(), pythonEnv, base, req.channel]),
     // Repos laid out like the original look for their data in ~/.cache/autoresearch: the box's HOME has it.
-    aliases: existing([cacheDir()]).map((cache) => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),
+    aliases: [
+      ...existing([cacheDir()]).map((cache): [string, string] => [cache, join(BOX_HOME, '.cache', 'autoresearch')]),
+      ...(req.network === 'egress' ? [await egressResolver()] : []),
+    ],
     devices: req.noGpu ? [] : gpuDevices('/dev', req.gpuMinor),
     network: req.network,
     filtered: req.filtered,

@@ -36,6 +36,7 @@ export interface Slot {
   pathPrefix?: string; // a bin directory put first on PATH (the shipped targets' Python environment)
   sandbox?: boolean; // default true: the command runs in a bubblewrap box; false only with --no-sandbox
   network?: Network; // the box's network (gpu-worker --network: egress only; --host-network: the host's)
+  networkAllow?: string[]; // CIDRs an egress box may reach besides the internet (--network-allow)
   scratchRoot?: string; // where scratch copies go (default SCRATCH_ROOT)
   limits?: Limits; // memory, processes, file size: on every training, boxed or not (default: one slot's)
   syscallFilter?: string; // the box's seccomp filter (BPF), built at the worker's start; never with --no-sandbox
@@ -288,7 +289,7 @@ async function runBoxed(
   hb.commandStarted();
   const outcome = await runCommand(input.command, {
     cwd: dir, env, box, filter: slot.syscallFilter, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal,
-    egress: network === 'egress' ? findSlirp() ?? 'slirp4netns' : undefined,
+    egress: network === 'egress' ? { slirp4netns: findSlirp() ?? 'slirp4netns', allow: slot.networkAllow ?? [] } : undefined,
     onLine: hb.progress,
   });
   if (outcome.aborted) await ctx.cancelled;

@@ -19,7 +19,8 @@ export interface GpuWorkerOptions {
   gpus?: string[]; // one slot per GPU index
   pathPrefix?: string;
   sandbox?: boolean; // default true; false (--no-sandbox) runs proposed code unconfined
-  network?: Network; // default 'none'; 'egress' (--network): the network but not this host's loopback; 'host' (--host-network): all of it
+  network?: Network; // default 'none'; 'egress' (--network): the internet, not this host's loopback or private ranges; 'host' (--host-network): all of it
+  networkAllow?: string[]; // with 'egress': CIDRs it may reach too (--network-allow)
   limits?: Partial<Limits>; // what the user set; the rest are the defaults for this host
   log?: (line: string) => void; // what the worker does at start (scratch swept)
 }
@@ -36,6 +37,7 @@ export function slotsFor(opts: GpuWorkerOptions): Slot[] {
     pathPrefix: opts.pathPrefix,
     sandbox: opts.sandbox !== false,
     network: opts.network ?? 'none',
+    networkAllow: opts.networkAllow,
     limits,
   }));
 }

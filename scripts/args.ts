@@ -1,5 +1,6 @@
 // Flag parsing and validation at the edge: every malformed value becomes one clear line.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isCidr } from '../gpu-worker/egress';
 import { UserError } from './errors';
 
 export type Flags = Record<string, string | boolean | undefined>;
@@ -125,4 +126,14 @@ export function required(flags: Flags, name: string, verb: string): string {
 export function formatDuration(ms: number): string {
   const s = Math.round(ms / 1000);
   return s % 60 === 0 && s >= 60 ? `${s / 60}m` : `${s}s`;
+}
+
+/** A comma-separated list of IPv4 CIDRs; `needs` names the flag it requires, when that is not given. */
+export function parseCidrs(flag: string, text: string | undefined, needs: string | null): string[] {
+  if (text === undefined) return [];
+  if (needs) throw new UserError(`${flag} applies with ${needs} only (egress-only networking)`);
+  const cidrs = text.split(',').map((c) => c.trim()).filter(Boolean);
+  const bad = cidrs.find((c) => !isCidr(c));
+  if (bad !== undefined || cidrs.length === 0) throw new UserError(`${flag}: "${bad ?? text}" is not an IPv4 CIDR like 192.168.1.0/24`);
+  return cidrs;
 }

@@ -3,7 +3,7 @@
 import type { NativeConnection } from '@temporalio/worker';
 import { resolve } from 'node:path';
 import { CONTROL_QUEUE } from '../workflows/types';
-import { parseCount, parseFlags, parseSize, required } from './args';
+import { parseCidrs, parseCount, parseFlags, parseSize, required } from './args';
 import { UserError } from './errors';
 import type { Network } from '../gpu-worker/sandbox';
 
@@ -16,7 +16,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
   },
   worker: { args: '', about: 'the control worker (proposals, git, results); registers the search attributes' },
   'gpu-worker': {
-    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network | --host-network] [--no-sandbox] [--memory-limit SIZE] [--process-limit N] [--file-size-limit SIZE]',
+    args: '--repo PATH [--slots N | --gpus 0,1 | --gpus all] [--network [--network-allow CIDR,...] | --host-network] [--no-sandbox] [--memory-limit SIZE] [--process-limit N] [--file-size-limit SIZE]',
     about: 'training slots for the runs on that repo',
   },
   init: { args: '--target tiny PATH', about: 'a research repo from a shipped target, data prepared' },
@@ -31,7 +31,7 @@ const USAGE: Record<string, { args: string; about: string }> = {
       '[--min-improvement X] [--max-proposer-failures N] [--history-size N]',
       '[--baseline-runs 5] [--false-keep 0.01] [--verify-runs 3]',
       '[--temperature X] [--llm-max-tokens N] [--max-tokens-total N] [--llm-timeout 10m]',
-      '[--agent CMD] [--agent-env NAME]... [--agent-timeout 10m] [--agent-network | --agent-host-network]',
+      '[--agent CMD] [--agent-env NAME]... [--agent-timeout 10m] [--agent-network [--agent-network-allow CIDR,...] | --agent-host-network]',
     ].join('\n        '),
     about: 'start a study',
   },
@@ -137,7 +137,7 @@ const verbs: Record<string, Verb> = {
     if (argv.includes('--no-network')) throw new UserError('gpu-worker: --no-network is gone: trainings have no network unless --network');
     const { flags } = parseFlags('gpu-worker', argv, {
       repo: { type: 'string' }, slots: { type: 'string' }, gpus: { type: 'string' },
-      network: { type: 'boolean' }, 'host-network': { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },
+      network: { type: 'boolean' }, 'network-allow': { type: 'string' }, 'host-network': { type: 'boolean' }, 'no-sandbox': { type: 'boolean' },
       'memory-limit': { type: 'string' }, 'process-limit': { type: 'string' }, 'file-size-limit': { type: 'string' },
     });
     const checkout = resolve(required(flags, 'repo', 'gpu-worker'));
@@ -149,6 +149,7 @@ const verbs: Record<string, Verb> = {
     const sandbox = !flags['no-sandbox'];
     if (flags.network && flags['host-network']) throw new UserError('gpu-worker: --network and --host-network exclude each other');
     const network: Network = flags.network ? 'egress' : flags['host-network'] ? 'host' : 'none';
+    const networkAllow = parseCidrs('--network-allow', flags['network-allow'] as string | undefined, network === 'egress' ? null : '--network');
     const flag = (name: string) => flags[name] as string | undefined;
     const limits = {
       memoryBytes: flag('memory-limit') === undefined ? undefined : parseSize('--memory-limit', flag('memory-limit')!),
@@ -162,7 +163,7 @@ const verbs: Record<string, Verb> = {
     const pathPrefix = await pythonEnv();
     const target = temporalTarget();
     const connection = await connectWorker(target);
-    const opts = { checkout, slots, gpus, pathPrefix, sandbox, network, limits, log: console.log };
+    const opts = { checkout, slots, gpus, pathPrefix, sandbox, network, networkAllow, limits, log: console.log };
     const worker = await createGpuWorker(connection, target.namespace, opts);
     console.log(`gpu worker: ${slotsFor(opts).length} slot(s) on task queue ${taskQueue} at ${target.address}, checkout ${checkout}`);
     const reach = { none: 'without network access', egress: "with network access but not this host's loopback", host: "sharing this host's network, loopback included" };

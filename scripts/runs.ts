@@ -14,7 +14,7 @@ import {
   type ProposerKind,
   type RunConfig,
 } from '../workflows/types';
-import { formatDuration, parseCount, parseDuration, parseNumber, parseTag, parseUntil, required, type Flags } from './args';
+import { formatDuration, parseCidrs, parseCount, parseDuration, parseNumber, parseTag, parseUntil, required, type Flags } from './args';
 import { UserError } from './errors';
 
 const DEFAULT_BASELINE_RUNS = 5; // the baseline's repeats: σ on 4 degrees of freedom and a bar of 5 runs from the start
@@ -52,6 +52,7 @@ export const START_OPTIONS = {
   'agent-timeout': { type: 'string' },
   'agent-network': { type: 'boolean' },
   'agent-host-network': { type: 'boolean' },
+  'agent-network-allow': { type: 'string' },
 } as const;
 
 /** What `compare` shares with `start`: where the repo is, what a training runs and for how long. */
@@ -193,8 +194,8 @@ export async function runConfigFrom(flags: Flags, env = process.env, verb = 'sta
 }
 
 /** --agent and its companions: required with --proposer agent, taken by mixed (its code changes), refused elsewhere. */
-function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agent' | 'agentEnv' | 'agentTimeoutMs' | 'agentNetwork'> {
-  const given = ['agent', 'agent-env', 'agent-timeout', 'agent-network', 'agent-host-network'].filter((name) => flags[name] !== undefined);
+function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agent' | 'agentEnv' | 'agentTimeoutMs' | 'agentNetwork' | 'agentNetworkAllow'> {
+  const given = ['agent', 'agent-env', 'agent-timeout', 'agent-network', 'agent-host-network', 'agent-network-allow'].filter((name) => flags[name] !== undefined);
   if (proposer !== 'agent' && (proposer !== 'mixed' || !given.length)) {
     if (given.length) throw new UserError(`--${given[0]} applies to the agent proposer only (this run uses ${proposer}; add --proposer agent)`);
     return {};
@@ -209,7 +210,8 @@ function agentFlags(flags: Flags, proposer: ProposerKind): Pick<RunConfig, 'agen
   if (agentTimeoutMs !== undefined && agentTimeoutMs > MAX_AGENT_TIMEOUT_MS) throw new UserError(`--agent-timeout ${timeout} is over the most an agent may take, ${formatDuration(MAX_AGENT_TIMEOUT_MS)}`);
   if (flags['agent-network'] && flags['agent-host-network']) throw new UserError('--agent-network and --agent-host-network exclude each other');
   const agentNetwork = flags['agent-network'] ? 'egress' : flags['agent-host-network'] ? 'host' : undefined;
-  return { agent, agentEnv: names.length ? [...new Set(names)] : undefined, agentTimeoutMs, agentNetwork };
+  const allow = parseCidrs('--agent-network-allow', flags['agent-network-allow'] as string | undefined, agentNetwork === 'egress' ? null : '--agent-network');
+  return { agent, agentEnv: names.length ? [...new Set(names)] : undefined, agentTimeoutMs, agentNetwork, ...(allow.length ? { agentNetworkAllow: allow } : {}) };
 }
 
 export function uiLink(uiBase: string, namespace: string, tag: string): string {

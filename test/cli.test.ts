@@ -147,6 +147,10 @@ describe('mistakes caught before reaching the server', () => {
     await expectOneLine([...mixed, '--agent-env', 'A'], /--proposer mixed needs OPENAI_API_KEY/);
     await expectOneLine([...mixed, '--agent', 'claude -p', '--temperature', '0.5'], /--temperature applies to the llm proposer only \(this run uses mixed with an agent\)/);
     await expectOneLine([...mixed, '--agent', 'claude -p'], /cannot reach the Temporal server/);
+    await expectOneLine([...agent, '--agent', 'claude -p', '--agent-network-allow', '10.0.0.0/8'], /--agent-network-allow applies with --agent-network only/);
+    await expectOneLine([...agent, '--agent', 'claude -p', '--agent-network', '--agent-network-allow', '10.0.0/8'], /--agent-network-allow: "10.0.0\/8" is not an IPv4 CIDR like 192.168.1.0\/24/);
+    await expectOneLine([...agent, '--agent', 'claude -p', '--agent-network', '--agent-host-network'], /--agent-network and --agent-host-network exclude each other/);
+    await expectOneLine([...agent, '--agent', 'claude -p', '--agent-network', '--agent-network-allow', '192.168.1.0/24'], /cannot reach the Temporal server/);
   });
 
   test('a Temporal profile that does not exist, or a malformed temporal.toml, is one line naming the file', async () => {

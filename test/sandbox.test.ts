@@ -390,7 +390,7 @@ print("attempt scratch: " + open("own.txt").read())
     }
   });
 
-  test("no network by default; --network reaches the host's other addresses but never its loopback; --host-network shares it all", async () => {
+  test("no network by default; --network reaches the host's other addresses but never its loopback or cloud metadata (unless --network-allow); --host-network shares it all", async () => {
     const outside = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
     assert.ok(outside, 'this host has an address besides loopback (the stand-in for the internet)');
     const hello = (socket: Socket) => socket.end('hello from the host\n');
@@ -401,22 +401,24 @@ print("attempt scratch: " + open("own.txt").read())
       const ports = { loopback: (loopback.address() as AddressInfo).port, lan: (lan.address() as AddressInfo).port };
       const probe = `python -c '
 import socket
-for name, address in [("loopback", ("127.0.0.1", ${ports.loopback})), ("lan", ("${outside}", ${ports.lan}))]:
+for name, address in [("loopback", ("127.0.0.1", ${ports.loopback})), ("lan", ("${outside}", ${ports.lan})), ("metadata", ("169.254.169.254", 80))]:
     try:
-        print("attempt " + name + ":", socket.create_connection(address, timeout=3).recv(64).decode().strip())
+        print("attempt " + name + ":", socket.create_connection(address, timeout=2).recv(64).decode().strip())
     except OSError as e:
         print("attempt " + name + ":", type(e).__name__)
 '; python -c '${SUMMARY}'`;
-      const reached = async (network: Slot['network']) => {
-        const { result } = await trainOnce({ ...slot, network }, inputFor(checkout, probe));
+      const reached = async (network: Slot['network'], networkAllow?: string[]) => {
+        const { result } = await trainOnce({ ...slot, network, networkAllow }, inputFor(checkout, probe));
         assert.equal(result.exitCode, 0, result.logTail);
         assert.equal(result.sandboxed, true, 'still in the box');
-        const out = report(result);
-        return { loopback: out.loopback, lan: out.lan };
+        return report(result);
       };
-      assert.deepEqual(await reached('none'), { loopback: 'ConnectionRefusedError', lan: 'OSError' });
-      assert.deepEqual(await reached('egress'), { loopback: 'ConnectionRefusedError', lan: 'hello from the host' });
-      assert.deepEqual(await reached('host'), { loopback: 'hello from the host', lan: 'hello from the host' });
+      // OSError: no route at all; PermissionError: a prohibit route, refused at once. Nothing serves 169.254.169.254 here.
+      assert.deepEqual(await reached('none'), { loopback: 'ConnectionRefusedError', lan: 'OSError', metadata: 'OSError' });
+      assert.deepEqual(await reached('egress'), { loopback: 'ConnectionRefusedError', lan: 'hello from the host', metadata: 'PermissionError' });
+      const allowed = await reached('egress', ['169.254.169.254/32']);
+      assert.notEqual(allowed.metadata, 'PermissionError', '--network-allow opens a prohibited range');
+      assert.equal((await reached('host')).loopback, 'hello from the host');
     } finally {
       loopback.close();
       lan.close();
@@ -643,6 +645,17 @@ test('gpu-worker --no-network, now the default, says what replaced it', async ()
   const out = await cli(['gpu-worker', '--repo', ROOT, '--no-network']);
   assert.equal(out.code, 2);
   assert.equal(out.stderr.trim(), 'autoresearch: gpu-worker: --no-network is gone: trainings have no network unless --network');
+});
+
+test('gpu-worker network flags: --network-allow needs --network and takes CIDRs; --network and --host-network exclude each other', async () => {
+  const refused = async (args: string[], line: string) => {
+    const out = await cli(['gpu-worker', '--repo', ROOT, ...args]);
+    assert.equal(out.code, 2, out.stderr);
+    assert.equal(out.stderr.trim(), `autoresearch: ${line}`);
+  };
+  await refused(['--network-allow', '10.0.0.0/8'], '--network-allow applies with --network only (egress-only networking)');
+  await refused(['--network', '--network-allow', '10.0.0.0/33'], '--network-allow: "10.0.0.0/33" is not an IPv4 CIDR like 192.168.1.0/24');
+  await refused(['--network', '--host-network'], 'gpu-worker: --network and --host-network exclude each other');
 });
 
 describe('planBox on this host', () => {
