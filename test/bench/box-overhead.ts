@@ -39,12 +39,16 @@ export async function printBoxOverhead(): Promise<void> {
   if (problem) console.log(`(no syscall filter: ${problem})`);
   const boxed: Slot = { name: 'bench-slot0', checkout, syscallFilter: problem ? undefined : filter };
   const open: Slot = { name: 'bench-slot0', checkout, sandbox: false };
-  const times = { boxed: [] as number[], open: [] as number[] };
+  const egress: Slot = { ...boxed, network: 'egress' }; // gpu-worker --network: slirp4netns and its routes too
+  const times = { boxed: [] as number[], open: [] as number[], egress: [] as number[] };
   await timed(boxed, inputFor(checkout, 0)); // warm: git, python and bwrap in the page cache
+  await timed(egress, inputFor(checkout, 0));
   for (let n = 1; n <= RUNS; n++) {
     times.boxed.push(await timed(boxed, inputFor(checkout, n)));
     times.open.push(await timed(open, inputFor(checkout, n)));
+    times.egress.push(await timed(egress, inputFor(checkout, n)));
   }
-  const [b, o] = [median(times.boxed), median(times.open)];
+  const [b, o, e] = [median(times.boxed), median(times.open), median(times.egress)];
   console.log(`box_overhead_per_training_s: ${(b - o).toFixed(3)} (median boxed ${b.toFixed(3)} s, --no-sandbox ${o.toFixed(3)} s, ${RUNS} each)`);
+  console.log(`egress_overhead_per_training_s: ${(e - b).toFixed(3)} (median boxed with --network ${e.toFixed(3)} s, without ${b.toFixed(3)} s)`);
 }
