@@ -49,8 +49,14 @@ export async function morningSetup(config: RunConfig): Promise<MorningSetup> {
   return { baseline, best, harnessDigest: digest, gpuQueue: gpuQueueFor(await rootCommit(config.repo, baseline)) };
 }
 
+/** An experiment named by its id (`tiny1-3`): the commit its own ref holds, or null. */
+function experimentCommit(repo: string, id: string): Promise<string | null> {
+  const tag = /^(.+)-\d+$/.exec(id)?.[1];
+  return tag ? resolve(repo, `${CANDIDATE_REF_PREFIX}${tag}/${id}`) : Promise.resolve(null);
+}
+
 /**
- * `compare`: each ref resolved to its commit, with its editable files. Scores are comparable only under one
+ * `compare`: each ref resolved to its commit (an experiment id names its own commit), with its editable files. Scores are comparable only under one
  * harness and one set of GPU workers, so a ref that changes the harness, or comes from another history, is refused.
  */
 export async function compareArms(config: RunConfig, refs: string[]): Promise<{ setup: TrainingSetup; arms: Arm[] }> {
@@ -59,8 +65,8 @@ export async function compareArms(config: RunConfig, refs: string[]): Promise<{ 
   const arms: Arm[] = [];
   let setup: TrainingSetup | null = null;
   for (const ref of refs) {
-    const commit = ref.startsWith('-') ? null : await resolve(config.repo, ref);
-    if (!commit) throw new RepoError(`compare: ${ref} is not a branch, tag or commit of ${config.repo}`);
+    const commit = ref.startsWith('-') ? null : (await resolve(config.repo, ref)) ?? (await experimentCommit(config.repo, ref));
+    if (!commit) throw new RepoError(`compare: ${ref} is not a branch, tag, commit or experiment (TAG-N) of ${config.repo}`);
     const own = {
       harnessDigest: harnessDigest(await treeEntries(config.repo, commit), config.editable),
       gpuQueue: gpuQueueFor(await rootCommit(config.repo, commit)),

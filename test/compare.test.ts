@@ -8,7 +8,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resultsDir } from '../activities/results';
 import { RESEARCH_TAG } from '../workflows/search-attributes';
-import { morningWorkflowId, type Comparison } from '../workflows/types';
+import { compareArms } from '../activities/morning';
+import { morningWorkflowId, type Comparison, type RunConfig } from '../workflows/types';
 import { cli, closeDevServer, devServer, gitIn, makeRepo, runWorkers } from './helpers';
 
 const TRAIN = `WIDTH = 1  # the model's width
@@ -95,7 +96,8 @@ test('compare refuses, in one line, refs it cannot compare fairly', async () => 
   const server = { TEMPORAL_ADDRESS: env.address };
   const cases: [string[], RegExp][] = [
     [['main'], /^autoresearch: compare: name at least two refs of /],
-    [['main', 'nope'], /^autoresearch: compare: nope is not a branch, tag or commit of /],
+    [['main', 'nope'], /^autoresearch: compare: nope is not a branch, tag, commit or experiment \(TAG-N\) of /],
+    [['main', 'night-7'], /^autoresearch: compare: night-7 is not a branch, tag, commit or experiment \(TAG-N\) of /],
     [['main', 'main'], /^autoresearch: compare: a ref is named twice \(main main\)/],
     [['main', 'new-data'], /^autoresearch: compare: new-data changes the harness against main \(files other than train\.py\): their scores cannot be compared/],
   ];
@@ -105,4 +107,12 @@ test('compare refuses, in one line, refs it cannot compare fairly', async () => 
     assert.match(stderr, refused);
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
   }
+});
+
+test("compare takes an experiment by its id: the commit of the night's own ref for it", async () => {
+  const repo = await fixture();
+  gitIn(repo, 'update-ref', 'refs/autoresearch/night/night-3', gitIn(repo, 'rev-parse', 'wide'));
+  const config = { repo, editable: ['train.py'] } as RunConfig;
+  const { arms } = await compareArms(config, ['main', 'night-3']);
+  assert.deepEqual(arms.map((a) => [a.name, a.commit]), [['main', gitIn(repo, 'rev-parse', 'main')], ['night-3', gitIn(repo, 'rev-parse', 'wide')]]);
 });
