@@ -155,6 +155,36 @@ function redactor(secrets: Record<string, string>): (text: string) => string {
   return (text) => pairs.reduce((t, [name, value]) => t.split(value).join(`[${name}]`), text);
 }
 
+/** The best checked out at `checkout` (one commit, a git identity for the agent's commits), handed to the box's user. */
+async function checkOutBest(checkout: string, repo: string, commit: string): Promise<void> {
+  await mkdir(checkout);
+  await gitIn(checkout, 'init', '--quiet');
+  await gitIn(checkout, 'fetch', '--quiet', '--no-tags', '--depth=1', repo, commit);
+  await gitIn(checkout, 'checkout', '--quiet', '-B', 'best', 'FETCH_HEAD');
+  await gitIn(checkout, 'config', 'user.name', AGENT_NAME);
+  await gitIn(checkout, 'config', 'user.email', 'agent@autoresearch.invalid');
+  await handToBox(checkout);
+}
+
+/** What runs a command in the agent's box: a training's box, without GPUs, with the agent's network. */
+async function agentBox(config: RunConfig, checkout: string, brief: string, env: Record<string, string>, pathPrefix?: string) {
+  const seccomp = (await syscallFilter()) ?? undefined;
+  const limits = defaultLimits(1);
+  const network = config.agentNetwork ?? 'none';
+  const box = [
+    findBwrap() ?? 'bwrap',
+    ...bwrapArgs(await planBox({
+      scratch: checkout, scratchRoot: SCRATCH_ROOT, checkout: config.repo, pathPrefix, network, env, channel: brief,
+      tmpfsBytes: tmpfsBytes(limits), filtered: seccomp !== undefined, noGpu: true,
+    })),
+    ...limitPrefix(limits),
+  ];
+  const egress = network === 'egress' ? { slirp4netns: findSlirp() ?? 'slirp4netns', allow: config.agentNetworkAllow ?? [] } : undefined;
+  return (command: string, timeoutMs: number, signal?: AbortSignal): Promise<RunOutcome> =>
+    runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal, egress });
+}
+
+/** One proposal by the agent: check out, prompt, run it in its box, then read what it changed. */
 export async function runAgent(ctx: AgentContext, heartbeat: (details: { elapsed: number }) => void, signal?: AbortSignal): Promise<Proposal | 'cancelled'> {
   const { config, key, best } = ctx;
   const fail = (reason: string, tokens = 0, final = false): Proposal => ({ ok: false, reason: reason.slice(0, REASON_CHARS), tokens, ...(final ? { final } : {}) });
@@ -171,53 +201,35 @@ export async function runAgent(ctx: AgentContext, heartbeat: (details: { elapsed
   const checkout = join(scratch, 'checkout');
   const brief = join(scratch, 'brief'); // the prompt, shown read-only
   try {
-    await mkdir(checkout);
+    await checkOutBest(checkout, config.repo, best.commit);
     await mkdir(brief, { mode: 0o755 });
     await chmod(brief, 0o755);
     const promptFile = join(brief, 'prompt.md');
     await writeFile(promptFile, await agentPrompt(ctx), { mode: 0o644 });
-    await gitIn(checkout, 'init', '--quiet');
-    await gitIn(checkout, 'fetch', '--quiet', '--no-tags', '--depth=1', config.repo, best.commit);
-    await gitIn(checkout, 'checkout', '--quiet', '-B', 'best', 'FETCH_HEAD');
-    await gitIn(checkout, 'config', 'user.name', AGENT_NAME);
-    await gitIn(checkout, 'config', 'user.email', 'agent@autoresearch.invalid');
-    await handToBox(checkout);
     const bin = join(cacheDir(), 'python', 'bin'); // the shipped targets' Python: for the agent's quick checks
     const pathPrefix = existsSync(bin) ? bin : undefined;
-    const env: Record<string, string> = { ...boxEnv(pathPrefix, true), ...secrets, [PROMPT_FILE_ENV]: promptFile, [PROPOSAL_ENV]: String(key), CUDA_VISIBLE_DEVICES: '' };
-    const seccomp = (await syscallFilter()) ?? undefined;
-    const limits = defaultLimits(1);
-    const box = [
-      findBwrap() ?? 'bwrap',
-      ...bwrapArgs(await planBox({
-        scratch: checkout, scratchRoot: SCRATCH_ROOT, checkout: config.repo, pathPrefix,
-        network: config.agentNetwork ?? 'none', env, channel: brief, tmpfsBytes: tmpfsBytes(limits),
-        filtered: seccomp !== undefined, noGpu: true,
-      })),
-      ...limitPrefix(limits),
-    ];
-    const inBox = (command: string, timeoutMs: number): Promise<RunOutcome> =>
-      runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal, egress: config.agentNetwork === 'egress' ? { slirp4netns: findSlirp() ?? 'slirp4netns', allow: config.agentNetworkAllow ?? [] } : undefined });
+    const env = { ...boxEnv(pathPrefix, true), ...secrets, [PROMPT_FILE_ENV]: promptFile, [PROPOSAL_ENV]: String(key), CUDA_VISIBLE_DEVICES: '' };
+    const inBox = await agentBox(config, checkout, brief, env, pathPrefix);
+
+    const timeoutMs = config.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS;
     const started = Date.now();
     const beat = () => heartbeat({ elapsed: Math.round((Date.now() - started) / 1000) });
     const ticker = setInterval(beat, HEARTBEAT_EVERY_MS);
     let run: RunOutcome;
     try {
       beat();
-      run = await inBox(`{\n${config.agent}\n} <"$${PROMPT_FILE_ENV}"`, config.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS);
+      run = await inBox(`{\n${config.agent}\n} <"$${PROMPT_FILE_ENV}"`, timeoutMs, signal);
     } finally {
       clearInterval(ticker);
     }
     if (run.aborted) return 'cancelled';
     const tokens = reportedTokens(run.tail);
     const said = lastLine(redact(run.tail));
-    if (run.timedOut) return fail(`the agent did not finish within --agent-timeout ${Math.round((config.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS) / 1000)}s: killed`, tokens);
+    if (run.timedOut) return fail(`the agent did not finish within --agent-timeout ${Math.round(timeoutMs / 1000)}s: killed`, tokens);
     if (run.exitCode !== 0) return fail(`the agent exited with ${run.exitCode}${said ? `: ${said}` : ''}`, tokens);
-    const log = await inBox('git log -1 --format=%H%n%s', GIT_TIMEOUT_MS);
-    const [head, subject] = log.exitCode === 0 ? log.tail.trim().split('\n') : [];
+
     const changed = await changesIn(checkout, config, best.commit);
     if ('problem' in changed) return fail(changed.problem, tokens);
-    const change = describeChange(best.files, changed.files);
     if (Object.keys(best.files).every((p) => best.files[p] === changed.files[p])) {
       const elsewhere = changed.dropped.length ? ` (only outside them: ${named(changed.dropped)})` : '';
       return fail(`the agent changed nothing in ${config.editable.join(', ')}${elsewhere}`, tokens);
@@ -229,6 +241,11 @@ export async function runAgent(ctx: AgentContext, heartbeat: (details: { elapsed
       throw err;
     });
     if (unchecked) return fail(`the agent's change does not check: ${unchecked}`, tokens);
+
+    // git runs only in the box: the agent's .git is its own, and its config could run commands.
+    const log = await inBox('git log -1 --format=%H%n%s', GIT_TIMEOUT_MS, signal);
+    const [head, subject] = log.exitCode === 0 ? log.tail.trim().split('\n') : [];
+    const change = describeChange(best.files, changed.files);
     const description = redact((head && head !== best.commit && subject) || said || change).slice(0, REASON_CHARS);
     const edits = Object.keys(changed.files)
       .filter((p) => changed.files[p] !== best.files[p])
