@@ -12,7 +12,7 @@ import { boxFiles } from '../gpu-worker/files';
 import { defaultLimits, limitPrefix, tmpfsBytes } from '../gpu-worker/limits';
 import { runCommand, type RunOutcome } from '../gpu-worker/runner';
 import {
-  boxEnv, buildSyscallFilter, bwrapArgs, cacheDir, egressProblem, findBwrap, findSlirp, handToBox, planBox, sandboxProblem,
+  boxCommand, boxEnv, buildSyscallFilter, cacheDir, egressProblem, handToBox, sandboxProblem,
 } from '../gpu-worker/sandbox';
 import { newScratch, removeScratch, SCRATCH_ROOT, workerScratch } from '../gpu-worker/scratch';
 import type { ExperimentRecord, Proposal, RunConfig } from '../workflows/types';
@@ -170,18 +170,13 @@ async function checkOutBest(checkout: string, repo: string, commit: string): Pro
 async function agentBox(config: RunConfig, checkout: string, brief: string, env: Record<string, string>, pathPrefix?: string) {
   const seccomp = (await syscallFilter()) ?? undefined;
   const limits = defaultLimits(1);
-  const network = config.agentNetwork ?? 'none';
-  const box = [
-    findBwrap() ?? 'bwrap',
-    ...bwrapArgs(await planBox({
-      scratch: checkout, scratchRoot: SCRATCH_ROOT, checkout: config.repo, pathPrefix, network, env, channel: brief,
-      tmpfsBytes: tmpfsBytes(limits), filtered: seccomp !== undefined, noGpu: true,
-    })),
-    ...limitPrefix(limits),
-  ];
-  const egress = network === 'egress' ? { slirp4netns: findSlirp() ?? 'slirp4netns', allow: config.agentNetworkAllow ?? [] } : undefined;
+  const boxed = await boxCommand({
+    scratch: checkout, scratchRoot: SCRATCH_ROOT, checkout: config.repo, pathPrefix, env, channel: brief, noGpu: true,
+    network: config.agentNetwork ?? 'none', networkAllow: config.agentNetworkAllow,
+    tmpfsBytes: tmpfsBytes(limits), filtered: seccomp !== undefined,
+  }, limitPrefix(limits));
   return (command: string, timeoutMs: number, signal?: AbortSignal): Promise<RunOutcome> =>
-    runCommand(command, { cwd: checkout, env, box, filter: seccomp, timeoutMs, signal, egress });
+    runCommand(command, { cwd: checkout, env, ...boxed, filter: seccomp, timeoutMs, signal });
 }
 
 /** One proposal by the agent: check out, prompt, run it in its box, then read what it changed. */

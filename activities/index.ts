@@ -134,9 +134,9 @@ const MIXED_AFTER_LOSSES = 3; // …and so is the next one after 3 code changes 
 export async function propose(input: ProposeInput): Promise<Proposal> {
   const { config, key, parent } = input;
   if (config.proposer === 'sweep') return proposeBySweep(input);
-  if (config.proposer === 'llm') return proposeByLlm(input);
-  if (config.proposer === 'agent') return proposeByAgent(input);
-  const records = await userFacing(() => readRecords(config.repo, config.tag));
+  const records = await userFacing(() => readRecords(config.repo, config.tag)); // read once: every other proposer is told them
+  if (config.proposer === 'llm') return proposeByLlm(input, records);
+  if (config.proposer === 'agent') return proposeByAgent(input, records);
   const sampler = config.proposer === 'mixed' ? 'tpe' : config.proposer;
   if (config.proposer === 'mixed') {
     // The code changes are the agent's where one is given (--agent), else the llm's.
@@ -144,7 +144,7 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
     const code = records.filter((r) => r.proposer === coder).slice(-MIXED_AFTER_LOSSES);
     const lost = code.length === MIXED_AFTER_LOSSES && code.every((r) => r.status !== 'keep');
     if (key % MIXED_EVERY !== 0 && !lost) {
-      const change = await (config.agent ? proposeByAgent(input) : proposeByLlm(input));
+      const change = await (config.agent ? proposeByAgent(input, records) : proposeByLlm(input, records));
       return change.ok ? { ...change, by: coder } : change;
     }
   }
@@ -152,15 +152,10 @@ export async function propose(input: ProposeInput): Promise<Proposal> {
   return config.proposer === 'mixed' && proposal.ok ? { ...proposal, by: sampler } : proposal;
 }
 
-async function proposeByLlm({
-  config,
-  key,
-  parent,
-  crashed,
-  inFlight,
-  tokenAllowance,
-}: ProposeInput): Promise<Proposal> {
-  const records = await userFacing(() => readRecords(config.repo, config.tag));
+async function proposeByLlm(
+  { config, key, parent, crashed, inFlight, tokenAllowance }: ProposeInput,
+  records: ExperimentRecord[],
+): Promise<Proposal> {
   return proposeWithLlm({
     config,
     key,
@@ -172,8 +167,7 @@ async function proposeByLlm({
   });
 }
 
-async function proposeByAgent({ config, key, parent, crashed, inFlight }: ProposeInput): Promise<Proposal> {
-  const records = await userFacing(() => readRecords(config.repo, config.tag));
+async function proposeByAgent({ config, key, parent, crashed, inFlight }: ProposeInput, records: ExperimentRecord[]): Promise<Proposal> {
   return proposeWithAgent({ config, key, best: { commit: parent, files: await readEditable(config, parent) }, records, inFlight, crashed });
 }
 

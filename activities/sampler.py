@@ -49,10 +49,10 @@ def ask_cmaes(trials):
     names = list(space)
     values = [t["value"] for t in trials if t["value"] is not None]
     worst = max(values) if values else 0.0  # a crash scores as the worst trial seen: CMA-ES moves away from it
-    optimizer = cmaes.CMA(mean=np.full(len(names), 0.5), sigma=1 / 6, bounds=np.array([[0.0, 1.0]] * len(names)), seed=request["seed"] % 2**31)
     if len(trials) < STARTUP_TRIALS:
         rng = np.random.default_rng(request["seed"])
         return {name: from_unit(name, rng.uniform()) for name in names}
+    optimizer = cmaes.CMA(mean=np.full(len(names), 0.5), sigma=1 / 6, bounds=np.array([[0.0, 1.0]] * len(names)), seed=request["seed"] % 2**31)
     size = optimizer.population_size
     for start in range(0, len(trials) - size + 1, size):
         generation = trials[start : start + size]

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { runCommand, type RunOutcome } from './runner';
+import { runCommand, type RunOptions, type RunOutcome } from './runner';
 import { handToBox, type BoxRequest } from './sandbox';
 import { materialize, newScratch, removeScratch } from './scratch';
 import { parseSummary } from './summary';
@@ -22,7 +22,7 @@ const PART_TAIL_CHARS = 2_000; // of each process's output in the log tail of a 
 
 /** What the evaluation's boxes differ in (under --no-sandbox: only the limits). */
 export type BoxFor = (req: Pick<BoxRequest, 'scratch' | 'readOnlyScratch' | 'validation' | 'channel' | 'env'>) =>
-  Promise<string[]>;
+  Promise<Pick<RunOptions, 'box' | 'egress'>>;
 
 export interface EvalPlan {
   experimentId: string;
@@ -73,15 +73,15 @@ export async function evaluate(plan: EvalPlan): Promise<Evaluation> {
 }
 
 /** Both processes; whichever ends first, the other cannot go on long. */
-async function runBoth(plan: EvalPlan, env: Record<string, string>, harness: string, boxes: (string[] | undefined)[]) {
+async function runBoth(plan: EvalPlan, env: Record<string, string>, harness: string, boxes: Pick<RunOptions, 'box' | 'egress'>[]) {
   const stopServer = new AbortController();
   const stopScorer = new AbortController();
   const cancel = () => [stopServer, stopScorer].forEach((c) => c.abort());
   plan.signal.addEventListener('abort', cancel, { once: true });
   if (plan.signal.aborted) cancel();
   const common = { env, timeoutMs: plan.timeoutMs, filter: plan.filter };
-  const server = runCommand(plan.server, { ...common, cwd: plan.scratch, box: boxes[0], signal: stopServer.signal });
-  const scorer = runCommand(plan.scorer, { ...common, cwd: harness, box: boxes[1], signal: stopScorer.signal });
+  const server = runCommand(plan.server, { ...common, cwd: plan.scratch, ...boxes[0], signal: stopServer.signal });
+  const scorer = runCommand(plan.scorer, { ...common, cwd: harness, ...boxes[1], signal: stopScorer.signal });
   let grace: NodeJS.Timeout | undefined;
   const giveUp = () => (grace = setTimeout(() => stopScorer.abort(), SCORER_GRACE_MS));
   server.then(() => stopScorer.signal.aborted || giveUp(), () => stopScorer.abort());

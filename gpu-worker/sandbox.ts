@@ -9,7 +9,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { EGRESS_PACKAGE, egressArgs, SLIRP_DNS } from './egress';
+import { EGRESS_PACKAGE, egressArgs, SLIRP_DNS, type Egress } from './egress';
 import { workerScratch } from './scratch';
 
 export const BOX_HOME = '/home/sandbox'; // the training's HOME: an empty directory of its own
@@ -333,6 +333,7 @@ export interface BoxRequest {
   checkout: string; // the GPU worker's clone of the research repo
   pathPrefix?: string; // the slot's bin directory (the shipped targets' Python environment)
   network: Network;
+  networkAllow?: string[]; // with 'egress': CIDRs it may reach besides the internet
   env: Record<string, string>;
   readOnlyScratch?: boolean; // the evaluation's boxes
   validation?: 'shown' | 'hidden'; // default shown; hidden from the training of a target that declares `evaluate`
@@ -382,6 +383,13 @@ function egressResolver(): Promise<[string, string]> {
     return [file, realPath('/etc/resolv.conf') ?? '/etc/resolv.conf'];
   });
   return resolver;
+}
+
+/** What a command runs inside (runCommand's `box`, `egress`): bwrap with the box's arguments, then `after` (the limits), and an egress box's uplink. */
+export async function boxCommand(req: BoxRequest, after: string[]): Promise<{ box: string[]; egress?: Egress }> {
+  const box = [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox(req)), ...after];
+  if (req.network !== 'egress') return { box };
+  return { box, egress: { slirp4netns: findSlirp() ?? 'slirp4netns', allow: req.networkAllow ?? [] } };
 }
 
 /** The box of one training (or evaluation) on this host: see the README's "The sandbox" for each line. */

@@ -14,7 +14,7 @@ import { evaluate, type BoxFor, type Evaluation } from './evaluation';
 import { boxFiles } from './files';
 import { defaultLimits, limitPrefix, limitReason, tmpfsBytes, type Limits } from './limits';
 import { runCommand, type RunOutcome } from './runner';
-import { boxEnv, bwrapArgs, findBwrap, findSlirp, handToBox, planBox, type BoxRequest, type Network } from './sandbox';
+import { boxCommand, boxEnv, handToBox, type BoxRequest, type Network } from './sandbox';
 import { materialize, newScratch, removeScratch, SCRATCH_ROOT } from './scratch';
 import { parseProgress, parseSummary, type Summary } from './summary';
 
@@ -269,13 +269,13 @@ function scored(fields: Partial<TrainingResult>, summary: Summary, ev: Evaluatio
 /** What a command of this slot runs inside: bwrap and its arguments (unless --no-sandbox), then its limits. */
 function boxFor(slot: Slot, network: Network): BoxFor {
   const limits = limitPrefix(limitsOf(slot));
-  if (slot.sandbox === false) return async () => limits;
-  const { checkout, pathPrefix } = slot;
+  if (slot.sandbox === false) return async () => ({ box: limits });
+  const { checkout, pathPrefix, networkAllow } = slot;
   const common = {
-    scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network,
+    scratchRoot: slot.scratchRoot ?? SCRATCH_ROOT, checkout, pathPrefix, network, networkAllow,
     tmpfsBytes: tmpfsBytes(limitsOf(slot)), filtered: slot.syscallFilter !== undefined, gpuMinor: slot.gpu?.minor,
   };
-  return async (req) => [findBwrap() ?? 'bwrap', ...bwrapArgs(await planBox({ ...common, ...req })), ...limits];
+  return (req) => boxCommand({ ...common, ...req }, limits);
 }
 
 /** The command in its box (unless --no-sandbox); a cancelled activity rethrows once the box is dead. */
@@ -284,12 +284,10 @@ async function runBoxed(
 ): Promise<RunOutcome> {
   const ctx = Context.current();
   const env = trainingEnv(slot, input);
-  const network = slot.sandbox === false ? 'none' : slot.network ?? 'none';
-  const box = await boxFor(slot, network)({ scratch: dir, validation, env });
+  const boxed = await boxFor(slot, slot.network ?? 'none')({ scratch: dir, validation, env });
   hb.commandStarted();
   const outcome = await runCommand(input.command, {
-    cwd: dir, env, box, filter: slot.syscallFilter, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal,
-    egress: network === 'egress' ? { slirp4netns: findSlirp() ?? 'slirp4netns', allow: slot.networkAllow ?? [] } : undefined,
+    cwd: dir, env, ...boxed, filter: slot.syscallFilter, timeoutMs: input.timeoutMs, signal: ctx.cancellationSignal,
     onLine: hb.progress,
   });
   if (outcome.aborted) await ctx.cancelled;

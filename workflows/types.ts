@@ -45,8 +45,8 @@ export interface RunConfig {
   agent?: string; // the agent proposer's shell command, run in a box in a checkout of the best
   agentEnv?: string[]; // names of the control worker's variables the agent gets (e.g. ANTHROPIC_API_KEY); values never travel
   agentTimeoutMs?: number; // one agent run's limit (default 10 min)
-  agentNetworkAllow?: string[]; // with 'egress': CIDRs it may reach too (a model served on the LAN)
   agentNetwork?: 'egress' | 'host'; // the agent's box reaches the network (to reach its model): never the host's loopback, or all of the host's
+  agentNetworkAllow?: string[]; // with 'egress': CIDRs it may reach too (a model served on the LAN)
   baselineRuns?: number; // the baseline is trained this many times, on different seeds, to measure the noise (CLI default 5)
   confirmZ?: number; // studies before --false-keep: a gain under confirmZ·σ is confirmed by another run (0: never confirm)
   falseKeep?: number; // the rate of keeps a change that does nothing may get (default 0.01; 0: plain keep-if-better)
